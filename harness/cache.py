@@ -1,0 +1,81 @@
+"""The on-disk cache (trained reference models, the metrics classifier) and atomic writes.
+
+Location, in order: ``--cache DIR``, the environment variable ``HARNESS_CACHE``,
+else ``$XDG_CACHE_HOME/harness`` (``~/.cache/harness``). Entries are folders
+named by a hash of everything that changes their content; a folder appears only
+once complete (written under a temporary name, then renamed), so an interrupted
+run never leaves a half entry that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.data import user_cache_dir
+
+ENV_CACHE = "HARNESS_CACHE"
+
+
+def cache_root(cache: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Path:
+    if cache:
+        return Path(cache).expanduser()
+    if env.get(ENV_CACHE):
+        return Path(env[ENV_CACHE]).expanduser()
+    return user_cache_dir()
+
+
+def versions() -> dict[str, str]:
+    """Library versions that change numbers; part of every cache key."""
+    import torch
+    import torchvision
+
+    from harness import __version__
+
+    return {
+        "harness": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": ".".join(map(str, sys.version_info[:3])),
+    }
+
+
+def make_key(parts: Mapping[str, Any]) -> str:
+    """A short stable hash of JSON-serialisable key parts."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def staging_dir(final: Path) -> Path:
+    """A fresh temporary folder beside ``final``, to be published with :func:`publish`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Move a complete staging folder into place, replacing an older entry."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)

@@ -1,0 +1,116 @@
+import pytest
+
+from harness.assignment import AssignmentError, bundled_assignments, load_assignment, plan_layers
+
+RUBRIC = {
+    "ae_architecture": 6, "ae_forward": 1, "ae_training": 6, "ae_sampling": 2, "ae_sampling_answer": 2,
+    "vae_model": 7, "vae_training": 4, "beta0_answer": 3, "beta10_answer": 3, "welltuned_answer": 3,
+    "beta_tuning": 5, "interpolation": 3,
+}  # fmt: skip
+QUESTIONS = {"ae-samples": 150, "beta-0": 150, "beta-10": 200, "well-tuned": 200, "interpolation": 300}
+
+
+@pytest.mark.parametrize("name", ["variant-a", "variant-b"])
+def test_bundled_variants_load_with_the_handouts_rubric_and_questions(name):
+    a = load_assignment(name)
+    assert {r.id: r.points for r in a.rubric} == RUBRIC
+    assert a.max_total == 45
+    assert {q.id: q.word_limit for q in a.questions} == QUESTIONS
+    assert all(q.concepts and all(c.synonyms for c in q.concepts) for q in a.questions)
+    assert [p.name for p in a.profiles] == ["full", "quick", "smoke"]
+    assert [r.beta for r in a.training.fixed] == [0.0, 10.0]
+    assert a.profile("full").train_images == 0 and a.profile("full").epoch_scale == 1.0
+
+
+def test_both_variants_are_bundled_and_differ_as_the_handout_says():
+    assert {"variant-a", "variant-b"} <= set(bundled_assignments())
+    a, b = load_assignment("variant-a"), load_assignment("variant-b")
+    assert [layer.out_channels for layer in a.model.encoder] == [32, 64, 128, 256]
+    assert [layer.out_resolution for layer in b.model.encoder] == [13, 6, 2, 1]
+    assert [layer.out_channels for layer in b.model.encoder] == [48, 96, 192, 384]
+    assert (b.training.ae.epochs, b.training.ae.learning_rate, b.sampling.seed) == (11, 1.5e-3, 42)
+    assert a.sampling.seed is None
+
+
+def test_profiles_scale_epochs_and_never_drop_to_zero():
+    a = load_assignment("variant-a")
+    assert a.profile("full").epochs(20) == 20
+    assert a.profile("quick").epochs(10) == 3
+    assert a.profile("smoke").epochs(1) == 1
+
+
+def test_plan_solves_each_layers_stride_and_padding():
+    a = load_assignment("variant-a")
+    plan = plan_layers(a.model.encoder, 1, 28)
+    assert [(p.geometry.stride, p.geometry.padding) for p in plan] == [(2, 1), (2, 1), (2, 0), (1, 0)]
+
+
+def _load_text(tmp_path, text, name="broken.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_assignment(str(path))
+
+
+def _expect_error(tmp_path, text, key_part):
+    with pytest.raises(AssignmentError) as err:
+        _load_text(tmp_path, text)
+    message = str(err.value)
+    assert "broken.toml" in message and key_part in err.value.key and "Fix:" in message
+    return err.value
+
+
+def test_unknown_key_is_named_with_its_path_and_the_valid_keys(tmp_path, variant_a_text):
+    e = _expect_error(tmp_path, variant_a_text.replace("nz = 64", "nz = 64\nlatent_dims = 3"), "model.latent_dims")
+    assert "unknown key" in e.problem and "nz" in e.fix
+
+
+def test_wrong_type_names_the_expected_type(tmp_path, variant_a_text):
+    e = _expect_error(tmp_path, variant_a_text.replace("nz = 64", 'nz = "64"'), "model.nz")
+    assert "expected an integer" in e.problem
+
+
+def test_wrong_literal_lists_the_allowed_values(tmp_path, variant_a_text):
+    text = variant_a_text.replace('activation = "sigmoid"', 'activation = "softmax"')
+    e = _expect_error(tmp_path, text, "model.decoder[4].activation")
+    assert "'sigmoid'" in e.problem
+
+
+def test_missing_field_is_named(tmp_path, variant_a_text):
+    e = _expect_error(tmp_path, variant_a_text.replace("batch_size = 64\n", ""), "training.batch_size")
+    assert "missing" in e.problem
+
+
+def test_unreachable_resolution_fails_at_load_with_reachable_choices(tmp_path, variant_a_text):
+    text = variant_a_text.replace("out_channels = 128\nout_resolution = 3", "out_channels = 128\nout_resolution = 6")
+    e = _expect_error(tmp_path, text, "model.encoder[2].out_resolution")
+    assert "7x7 to 6x6 with kernel 3" in e.problem and "[" in e.fix
+
+
+def test_decoder_that_does_not_end_at_the_image_size_fails(tmp_path, variant_a_text):
+    text = variant_a_text.replace("out_channels = 1\nout_resolution = 28\nkernel = 4", "out_channels = 1\nout_resolution = 27\nkernel = 4")
+    _expect_error(tmp_path, text, "model.decoder[4]")
+
+
+def test_fixed_run_without_beta_fails(tmp_path, variant_a_text):
+    text = variant_a_text.replace('name = "beta-0"\nbeta = 0.0\n', 'name = "beta-0"\n')
+    _expect_error(tmp_path, text, "training.fixed[0].beta")
+
+
+def test_invalid_toml_and_missing_file_give_clear_errors(tmp_path):
+    with pytest.raises(AssignmentError, match="not valid TOML"):
+        _load_text(tmp_path, "[meta\nid=")
+    with pytest.raises(AssignmentError, match="cannot read"):
+        load_assignment(str(tmp_path / "absent.toml"))
+    with pytest.raises(AssignmentError, match="no such assignment"):
+        load_assignment("variant-zz")
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(AssignmentError, match="full, quick, smoke"):
+        load_assignment("variant-a").profile("huge")
+
+
+def test_a_new_years_handout_is_a_new_config(tmp_path, variant_a_text):
+    text = variant_a_text.replace("nz = 64", "nz = 16").replace("out_channels = 256", "out_channels = 100")
+    a = _load_text(tmp_path, text, "year3.toml")
+    assert a.model.nz == 16 and a.model.encoder[3].out_channels == 100 and a.model.decoder[0].out_channels == 100
