@@ -3,9 +3,9 @@
 Same protocol as the handout (Adam with default settings, shuffled mini-batches
 of the configured size, MSE reconstruction, the VAE's KL term), but fed from
 in-memory tensors (no per-item PIL conversion, no DataLoader workers competing
-with the model for the cores) and in channels-last memory format (its
-transposed convolutions take oneDNN's faster path: about 20% less time per step
-on 2 CPU cores here). Losses stay on the device until the run ends (no host
+with the model for the cores) and in channels-last memory format, oneDNN's
+preferred layout (isolated step timings on 2 CPU cores ranged from no gain to
+20% less time per step). Losses stay on the device until the run ends (no host
 sync per step). ``benchmarks/train_throughput.py`` compares
 it with the handout's DataLoader loop.
 """
