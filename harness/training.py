@@ -101,8 +101,11 @@ def train(
                 bar.update()
                 if not quiet and len(recs) % 50 == 0:
                     bar.set_postfix(rec=f"{rec.item():.4f}", kl=f"{kl.item():.2f}")
+    seconds = time.perf_counter() - start
     model.eval()
-    curves = Curves(rec=torch.stack(recs).tolist(), kl=torch.stack(kls).tolist() if isinstance(model, VAE) else [])
-    curves.seconds = time.perf_counter() - start
-    curves.images = cfg.epochs * len(images)
-    return curves
+    return Curves(
+        rec=torch.stack(recs).tolist(),
+        kl=torch.stack(kls).tolist() if isinstance(model, VAE) else [],
+        seconds=seconds,
+        images=cfg.epochs * len(images),
+    )
