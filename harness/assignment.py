@@ -145,10 +145,28 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class RubricPart:
+    """A named share of a rubric item that a check scores on its own."""
+
+    id: str
+    points: float
+
+
+@dataclass(frozen=True)
 class RubricItem:
     id: str
     title: str
     points: float
+    parts: tuple[RubricPart, ...] = ()
+
+    def part(self, part_id: str) -> float:
+        """Points of one part; an item without parts is a single part worth all of it."""
+        if not self.parts:
+            return self.points
+        for p in self.parts:
+            if p.id == part_id:
+                return p.points
+        raise KeyError(f"rubric item {self.id!r} has no part {part_id!r}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +181,47 @@ class Question:
     prompt: str
     word_limit: int
     concepts: tuple[Concept, ...]
+    rubric_item: str = ""  # the rubric item this answer earns (alone, or with code)
+
+
+@dataclass(frozen=True)
+class AnswersSpec:
+    """How answers are scored before an instructor looks at them."""
+
+    over_limit_penalty: float = 0.5  # share of the item lost when over the word limit
+    min_words: int = 5  # fewer words than this is treated as no answer
+
+
+@dataclass(frozen=True)
+class SubmissionNames:
+    """The names ``submission.py`` must define (docs/submission-format.md)."""
+
+    encoder: str = "Encoder"
+    decoder: str = "Decoder"
+    autoencoder: str = "AutoEncoder"
+    vae: str = "VAE"
+    data_loader: str = "make_data_loader"
+    train_autoencoder: str = "train_autoencoder"
+    generate_samples: str = "generate_samples"
+    train_vae: str = "train_vae"
+
+
+@dataclass(frozen=True)
+class SubmissionSpec:
+    module: str = "submission.py"
+    answers: str = "answers.md"
+    meta: str = "submission.toml"
+    names: SubmissionNames = SubmissionNames()
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Limits for each unit of student work (docs/sandbox.md)."""
+
+    check_timeout_s: float = 60.0
+    train_timeout_s: float = 3600.0
+    memory_mb: int = 6144
+    output_cap_kb: int = 64
 
 
 @dataclass(frozen=True)
@@ -177,6 +236,9 @@ class Assignment:
     profiles: tuple[Profile, ...]
     rubric: tuple[RubricItem, ...]
     questions: tuple[Question, ...]
+    answers: AnswersSpec = AnswersSpec()
+    submission: SubmissionSpec = SubmissionSpec()
+    sandbox: SandboxSpec = SandboxSpec()
     source: str = field(default="", compare=False)
     digest: str = field(default="", compare=False)
 
@@ -186,6 +248,12 @@ class Assignment:
                 return p
         names = ", ".join(p.name for p in self.profiles)
         raise AssignmentError(self.source, "profiles", f"no profile named {name!r}", f"use one of: {names}")
+
+    def item(self, item_id: str) -> RubricItem:
+        for r in self.rubric:
+            if r.id == item_id:
+                return r
+        raise KeyError(f"{self.source}: no rubric item {item_id!r}")
 
     @property
     def max_total(self) -> float:
@@ -282,6 +350,20 @@ def _validate(a: Assignment, file: str) -> None:
             if (key, i) in seen:
                 raise AssignmentError(file, f"{key}.{i}", "duplicate id", "give each entry its own id")
             seen.add((key, i))
+    items = {r.id for r in a.rubric}
+    for r in a.rubric:
+        if r.parts and abs(sum(p.points for p in r.parts) - r.points) > 1e-9:
+            raise AssignmentError(
+                file, f"rubric.{r.id}.parts", f"parts add up to {sum(p.points for p in r.parts):g}, not {r.points:g}",
+                "make the parts' points add up to the item's points",
+            )
+    for q in a.questions:
+        if q.rubric_item and q.rubric_item not in items:
+            raise AssignmentError(
+                file, f"questions.{q.id}.rubric_item", f"no rubric item {q.rubric_item!r}", "name an item of [[rubric]]"
+            )
+    if not 0 <= a.answers.over_limit_penalty <= 1:
+        raise AssignmentError(file, "answers.over_limit_penalty", "must be a share between 0 and 1", "use e.g. 0.5")
     if a.metrics.fid_samples < 200:
         raise AssignmentError(
             file, "metrics.fid_samples", "too few samples for a full-rank 64-d feature covariance", "use >= 1000"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from harness.assignment import DEFAULT_ASSIGNMENT, AssignmentError, bundled_assignments, load_assignment
 from harness.data import ENV_DATA, DataNotFound
@@ -53,6 +54,67 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reports_dir(args: argparse.Namespace, submission: Path) -> Path:
+    return Path(args.out) / submission.resolve().name
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.checks.suite import CheckOptions, check_submission
+    from harness.data import load_mnist
+    from harness.result import write_result
+
+    a = load_assignment(args.assignment)
+    folder = Path(args.submission)
+    if not folder.is_dir():
+        print(f"error: {folder}: no such submission folder", file=sys.stderr)
+        return 2
+    data = load_mnist(args.data)
+    out = _reports_dir(args, folder)
+    from harness.cache import cache_root
+
+    protect = [Path(args.out), folder.resolve().parent, data.source.root, cache_root(args.cache)]
+    result = check_submission(folder, a, data, protect, CheckOptions(args.timeout, args.memory))
+    path = out / "check.json"
+    write_result(path, result)
+    print(render_checklist(result))
+    print(f"written: {path}")
+    return 1 if result.failed else 0
+
+
+def render_checklist(result) -> str:
+    """The checklist a student reads: one line per item, evidence indented below."""
+    marks = {"pass": "PASS", "partial": "PART", "fail": "FAIL", "error": "ERR ", "timeout": "TIME", "needs_review": "REVW"}
+    sub = result.submission
+    lines = [f"{result.assignment['title']} - check of {sub['id']} ({sub['student'] or 'no name'})", ""]
+    for p in result.problems:
+        lines.append(f"  ! {p}")
+    for item in result.items:
+        lines.append(f"[{marks[item.status]}] {item.title}: {item.points:g} / {item.max_points:g}")
+        for e in item.evidence:
+            for i, text in enumerate(str(e).splitlines()):
+                lines.append(("      " if i == 0 else "        ") + text)
+    lines.append("")
+    lines.append(f"total of these checks: {result.total:g} / {result.max_total:g} "
+                 f"(answers are suggestions until reviewed; graded by `harness grade`: {', '.join(result.pending)})")
+    lines.append(f"took {result.timings.get('total', 0):.1f} s")
+    return "\n".join(lines)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from harness.starter import write_starter
+
+    a = load_assignment(args.assignment)
+    try:
+        written = write_starter(a, Path(args.submission), student=args.student or "", student_id=args.student_id or "")
+    except (FileExistsError, NotADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: fill in the TODOs, then run `python -m harness check {args.submission}`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -68,6 +130,32 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--force", action="store_true", help="retrain even when the cache has this reference")
     p.set_defaults(func=cmd_reference)
+
+    p = verbs.add_parser(
+        "check",
+        help="run the fast checks (no training) on one submission and print a checklist",
+        description="Run the checks that need no training on a submission, each unit of its code in the sandbox "
+        "(docs/sandbox.md); write <out>/<id>/check.json (docs/result-schema.md). Exit 1 when an item fails.",
+    )
+    p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
+    p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)")
+    p.add_argument("--data", help=f"MNIST root with MNIST/raw/ (default: ${ENV_DATA}, else the user cache, downloading)")
+    p.add_argument("--cache", help="cache folder (protected from student code)")
+    p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
+    p.add_argument("--timeout", type=float, help="seconds per unit of student code (default: the assignment's)")
+    p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
+    p.set_defaults(func=cmd_check)
+
+    p = verbs.add_parser(
+        "init",
+        help="write a starter submission (code with TODOs, answer sections, metadata)",
+        description="Write submission.py, answers.md and submission.toml for a new submission; refuses to overwrite.",
+    )
+    p.add_argument("submission", help="the folder to create, e.g. submissions/<your id>")
+    p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)")
+    p.add_argument("--student", help="your name")
+    p.add_argument("--student-id", help="your student id")
+    p.set_defaults(func=cmd_init)
     return parser
 
 

@@ -1,0 +1,102 @@
+"""Written answers: presence, word count against the limit, coverage of expected concepts.
+
+Transparent and deterministic: an answer covers a concept when it contains one of
+the concept's synonyms (case-insensitive, on word boundaries) that is not negated
+("the samples are not noise" does not count as "noise"). A synonym that itself
+starts with a negation ("not digits") is matched as written. The suggested score
+is the item's points times the share of concepts covered, less the over-limit
+penalty; the status stays ``needs_review`` because an instructor confirms it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harness.assignment import Assignment, Question
+from harness.rubric import ItemResult, round_points
+
+NEGATIONS = {"not", "no", "never", "without", "hardly", "nor", "neither", "cannot", "isn't", "aren't", "don't", "doesn't",
+             "didn't", "won't", "wasn't", "weren't", "can't", "couldn't", "shouldn't"}  # fmt: skip
+NEGATION_WINDOW = 3
+WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
+MARKDOWN = re.compile(r"[#*_>`|\[\]()!]")
+
+
+@dataclass(frozen=True)
+class AnswerReport:
+    question: str
+    words: int
+    limit: int
+    found: tuple[str, ...]
+    missing: tuple[str, ...]
+    matches: dict[str, str]  # concept -> the phrase that matched
+
+    def to_json(self) -> dict:
+        return {"words": self.words, "limit": self.limit, "found": list(self.found), "missing": list(self.missing),
+                "matches": self.matches}  # fmt: skip
+
+
+def count_words(text: str) -> int:
+    return len(MARKDOWN.sub(" ", text).split())
+
+
+def _tokens(text: str) -> list[str]:
+    return WORD.findall(text.lower().replace("’", "'"))
+
+
+def _negated(tokens: list[str], start: int) -> bool:
+    window = tokens[max(0, start - NEGATION_WINDOW) : start]
+    return any(t in NEGATIONS or t.endswith("n't") for t in window)
+
+
+def find_concept(text: str, synonyms: tuple[str, ...]) -> str | None:
+    """The first synonym present and not negated, else None."""
+    tokens = _tokens(text)
+    for synonym in synonyms:
+        phrase = _tokens(synonym)
+        if not phrase:
+            continue
+        self_negated = phrase[0] in NEGATIONS
+        for i in range(len(tokens) - len(phrase) + 1):
+            if tokens[i : i + len(phrase)] == phrase and (self_negated or not _negated(tokens, i)):
+                return synonym
+    return None
+
+
+def assess(q: Question, text: str) -> AnswerReport:
+    matches = {}
+    for concept in q.concepts:
+        hit = find_concept(text, concept.synonyms)
+        if hit is not None:
+            matches[concept.id] = hit
+    found = tuple(c.id for c in q.concepts if c.id in matches)
+    missing = tuple(c.id for c in q.concepts if c.id not in matches)
+    return AnswerReport(q.id, count_words(text), q.word_limit, found, missing, matches)
+
+
+def check_answer(a: Assignment, q: Question, answers: dict[str, str] | None) -> tuple[ItemResult | None, AnswerReport | None]:
+    """The answer item's suggested score (None for an item that also needs code, see ``pending``)."""
+    item = a.item(q.rubric_item) if q.rubric_item else None
+    title = item.title if item else q.id
+    max_points = item.points if item else 0.0
+    if answers is None:
+        return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", ["answers.md is missing"]), None
+    text = answers.get(q.id, "")
+    report = assess(q, text)
+    if report.words < a.answers.min_words:
+        evidence = [f"no answer under `## {q.id}` in answers.md" if not text else f"only {report.words} words"]
+        return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", evidence, report.to_json()), report
+    share = len(report.found) / len(q.concepts) if q.concepts else 1.0
+    evidence = [f"{report.words} words (limit {q.word_limit})"]
+    if report.found:
+        evidence.append("covers: " + ", ".join(f"{c} ('{report.matches[c]}')" for c in report.found))
+    if report.missing:
+        evidence.append("not found: " + ", ".join(report.missing))
+    penalty = 0.0
+    if report.words > q.word_limit:
+        penalty = a.answers.over_limit_penalty
+        evidence.append(f"over the word limit by {report.words - q.word_limit} words: -{penalty:.0%} of the item")
+    points = round_points(max(0.0, max_points * (share - penalty)), 0.5)
+    evidence.append("suggested score; an instructor confirms it")
+    return ItemResult(q.rubric_item, title, points, max_points, "needs_review", evidence, report.to_json()), report

@@ -1,0 +1,168 @@
+"""``harness check``: run the fast checks of one submission and build its result.
+
+Order: import the code once (a unit of its own, so a module that hangs or exits
+at import costs the code items once, not four timeouts), then the architecture,
+the forward pass, sampling and the VAE, each in its own sandboxed unit. Where a
+later check needs a part that failed (the VAE test needs a working decoder), the
+reference part stands in and the evidence says so. Answers are read as text in
+this process: broken code never costs them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness.assignment import Assignment
+from harness.checks import architecture, forward, sampling, vae
+from harness.checks.answers import check_answer
+from harness.data import Mnist
+from harness.models import AutoEncoder
+from harness.result import Result, now, run_versions
+from harness.rubric import ItemResult, failed
+from harness.sandbox import Limits, Sandbox, SandboxError, UnitOutcome, protections
+from harness.submission import Submission, load_submission
+
+CODE_ITEMS = ("ae_architecture", "ae_forward", "ae_sampling", "vae_model")
+TRAINED_ITEMS = ("ae_training", "vae_training", "beta_tuning", "interpolation")  # graded by `harness grade`
+SAMPLES = 512
+LOADER_PROBE = (32, 2)  # batch size and workers the loader test asks for (not the handout's, so ignoring them shows)
+VAE_BETAS = [0.0, 0.5, 10.0]
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    timeout_s: float | None = None  # per unit; default from the assignment's [sandbox]
+    memory_mb: int | None = None
+
+
+def probe_inputs(data: Mnist) -> dict[str, torch.Tensor]:
+    """The same fixed test images for every submission."""
+    return {"images": data.test_images[:SAMPLES].clone(), "labels": data.test_labels[:SAMPLES].clone()}
+
+
+def unit_failure(item_id: str, a: Assignment, outcome: UnitOutcome, what: str) -> ItemResult:
+    status = "timeout" if outcome.status == "timeout" else "error"
+    evidence = [f"{what}: {outcome.describe()}"]
+    if outcome.traceback:
+        evidence.append("traceback (last lines):\n" + outcome.traceback)
+    return failed(a.item(item_id), status, evidence, {"unit_seconds": outcome.seconds})
+
+
+def missing_name(a: Assignment, item_id: str, name: str, defined: list[str]) -> ItemResult:
+    close = difflib.get_close_matches(name, defined, n=1)
+    hint = f" (did you mean to name `{close[0]}` `{name}`?)" if close else ""
+    return failed(a.item(item_id), "fail", [f"submission.py defines no `{name}`{hint}"])
+
+
+def check_submission(
+    folder: Path, a: Assignment, data: Mnist, protect: list[Path] = (), options: CheckOptions = CheckOptions()
+) -> Result:
+    started = time.perf_counter()
+    sub = load_submission(folder, a)
+    limits = Limits(options.timeout_s or a.sandbox.check_timeout_s, options.memory_mb or a.sandbox.memory_mb,
+                    a.sandbox.output_cap_kb)  # fmt: skip
+    timings: dict[str, float] = {}
+    items = code_items(sub, a, data, limits, list(protect), timings) if sub.has_code else [
+        failed(a.item(i), "fail", [f"{a.submission.module} is missing"]) for i in CODE_ITEMS
+    ]
+    answers_json = {}
+    answer_items = []
+    for q in a.questions:
+        item, report = check_answer(a, q, sub.answers if (folder / a.submission.answers).is_file() else None)
+        if report:
+            answers_json[q.id] = report.to_json()
+        if item is not None and q.rubric_item not in TRAINED_ITEMS:  # those are scored with their code by `grade`
+            answer_items.append(item)
+    graded = {i.id for i in items} | {i.id for i in answer_items}
+    pending = [r.id for r in a.rubric if r.id not in graded]
+    order = {r.id: n for n, r in enumerate(a.rubric)}
+    all_items = sorted(items + answer_items, key=lambda i: order.get(i.id, 99))
+    timings["total"] = round(time.perf_counter() - started, 2)
+    return Result(
+        kind="check",
+        submission=sub.summary(),
+        assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
+        profile="",
+        items=all_items,
+        pending=pending,
+        problems=list(sub.problems),
+        answers=answers_json,
+        timings=timings,
+        protections=list(protections().lines),
+        versions=run_versions(),
+        created=now(),
+    )
+
+
+def code_items(sub: Submission, a: Assignment, data: Mnist, limits: Limits, protect: list[Path], timings: dict) -> list[ItemResult]:
+    names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
+    try:
+        box = Sandbox(sub.path, a.source, a.submission.module, names, a.model.nz, probe_inputs(data), protect)
+    except (SandboxError, OSError) as e:
+        return [failed(a.item(i), "error", [f"could not set up the sandbox: {e}"]) for i in CODE_ITEMS]
+    with box:
+        def run(unit: str, args: dict | None = None) -> UnitOutcome:
+            outcome = box.run(unit, unit, limits, args)
+            timings[unit] = outcome.seconds
+            return outcome
+
+        imp = run("import")
+        if not imp.ok:
+            return [unit_failure(i, a, imp, "importing submission.py") for i in CODE_ITEMS]
+        found, defined = imp.value["names"], imp.value["defined"]
+
+        def has(key: str) -> bool:
+            return found.get(key) == "ok"
+
+        results: dict[str, ItemResult] = {}
+        broken: set[str] = set()
+        ref_params = sum(p.numel() for p in AutoEncoder(a).parameters())
+        if not has("autoencoder"):
+            results["ae_architecture"] = missing_name(a, "ae_architecture", names["autoencoder"], defined)
+            broken.add("autoencoder")
+        else:
+            o = run("architecture")
+            if o.ok:
+                results["ae_architecture"] = architecture.score(a, o.value, ref_params)
+            else:
+                results["ae_architecture"] = unit_failure("ae_architecture", a, o, "building and tracing your AutoEncoder")
+                broken.add("autoencoder")
+
+        batch, workers = LOADER_PROBE
+        missing = [k for k in ("data_loader", "autoencoder") if not has(k)]
+        if missing:
+            results["ae_forward"] = missing_name(a, "ae_forward", names[missing[0]], defined)
+        else:
+            o = run("forward", {"batch_size": batch, "num_workers": workers})
+            if o.ok:
+                results["ae_forward"] = forward.score(a, o.value, batch, workers)
+                z, rec = o.value.get("z"), o.value.get("rec")
+                if not isinstance(z, torch.Tensor) or list(z.shape) != [batch, a.model.nz]:
+                    broken.add("encoder")
+                if not isinstance(rec, torch.Tensor) or rec.dim() != 4 or list(rec.shape[1:]) != [a.data.image_channels, a.data.image_size, a.data.image_size]:
+                    broken.add("decoder")
+            else:
+                results["ae_forward"] = unit_failure("ae_forward", a, o, "the data loader and forward-pass test")
+                broken |= {"encoder", "decoder"} if "autoencoder" in o.phase.lower() or "model" in o.phase else set()
+
+        if not has("generate_samples"):
+            results["ae_sampling"] = missing_name(a, "ae_sampling", names["generate_samples"], defined)
+        else:
+            use_ref = "autoencoder" in broken or not has("autoencoder")
+            o = run("sampling", {"n": SAMPLES, "reference_model": use_ref, "seed": 0})
+            results["ae_sampling"] = (sampling.score(a, o.value, SAMPLES, use_ref) if o.ok
+                                      else unit_failure("ae_sampling", a, o, "generate_samples"))  # fmt: skip
+
+        if not has("vae"):
+            results["vae_model"] = missing_name(a, "vae_model", names["vae"], defined)
+        else:
+            substitute = sorted(k for k in ("encoder", "decoder") if k in broken and has(k))
+            o = run("vae", {"betas": VAE_BETAS, "substitute": substitute})
+            results["vae_model"] = (vae.score(a, o.value, substitute) if o.ok
+                                    else unit_failure("vae_model", a, o, "the VAE tests"))  # fmt: skip
+        return [results[i] for i in CODE_ITEMS]

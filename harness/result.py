@@ -1,0 +1,75 @@
+"""The result of checking or grading one submission, as versioned plain JSON.
+
+Schema: docs/result-schema.md. Other tools (reports, batch tables, exports)
+read these files, never the harness's objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from harness import __version__
+from harness.cache import write_json_atomic
+from harness.rubric import ItemResult, total
+
+SCHEMA = "harness.result/1"
+
+
+@dataclass
+class Result:
+    kind: Literal["check", "grade"]
+    submission: dict[str, Any]  # id, student, student_id, tuned_beta, content_hash, path
+    assignment: dict[str, Any]  # id, title, digest, source
+    profile: str
+    items: list[ItemResult]
+    pending: list[str] = field(default_factory=list)  # rubric items this kind of run does not grade
+    problems: list[str] = field(default_factory=list)  # submission-level messages (missing files, ...)
+    answers: dict[str, Any] = field(default_factory=dict)  # per question: words, limit, concepts found
+    timings: dict[str, float] = field(default_factory=dict)
+    protections: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def total(self) -> float:
+        return total(self.items)[0]
+
+    @property
+    def max_total(self) -> float:
+        return total(self.items)[1]
+
+    @property
+    def failed(self) -> bool:
+        return any(i.status in ("fail", "partial", "error", "timeout") for i in self.items) or bool(self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {"schema": SCHEMA, **data, "total": self.total, "max_total": self.max_total}
+
+
+def run_versions() -> dict[str, str]:
+    import torch
+
+    return {"harness": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_result(path: Path, result: Result) -> None:
+    """Atomic: a crash leaves the old file or the new one, never half of one."""
+    write_json_atomic(path, result.to_json())
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    data = json.loads(Path(path).read_text())
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {data.get('schema')!r}, this harness reads {SCHEMA!r}")
+    return data
