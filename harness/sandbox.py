@@ -174,7 +174,9 @@ class Sandbox:
                 os.chown(path, self.prot.drop_to, self.prot.drop_to)
         self.base = {"module": str(work / module), "names": names, "nz": nz, "assignment": assignment_path}
         package = Path(harness.__file__).resolve().parent
-        self.protect = [str(p.resolve()) for p in protect] + [str(package), sys.prefix, sys.base_prefix]
+        # A protected folder that holds the scratch folder would make the unit's own output read-only.
+        wanted = [Path(p).resolve() for p in protect] + [package, Path(sys.prefix), Path(sys.base_prefix)]
+        self.protect = [str(p) for p in wanted if not self.scratch.resolve().is_relative_to(p)]
         self.proc: subprocess.Popen | None = None
         self.ready: dict = {}
         self._stderr: list[str] = []

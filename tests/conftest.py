@@ -34,3 +34,40 @@ def session_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def variant_a_text() -> str:
     return (Path(__file__).parents[1] / "harness" / "assignments" / "variant-a.toml").read_text()
+
+
+EXAMPLE = Path(__file__).parents[1] / "submissions" / "example"
+
+
+def copy_example(dest: Path, replace: list[tuple[str, str]] = (), append: str = "", answers: list[tuple[str, str]] = ()) -> Path:
+    """A copy of the example with exact text edits; each ``old`` must occur exactly once, so a
+    change to the example breaks the test loudly instead of leaving the bug unplanted."""
+    import shutil
+
+    shutil.copytree(EXAMPLE, dest)
+    for file, edits in (("submission.py", replace), ("answers.md", answers)):
+        path = dest / file
+        text = path.read_text()
+        for old, new in edits:
+            assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {file}"
+            text = text.replace(old, new)
+        if file == "submission.py" and append:
+            text += "\n" + append
+        path.write_text(text)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def run_check(assignment, mnist):
+    """Check a submission folder as `harness check` does; returns the Result."""
+    from harness.checks.suite import CheckOptions, check_submission
+
+    def run(folder: Path, timeout_s: float | None = None, memory_mb: int | None = None, protect: list[Path] = ()):
+        return check_submission(folder, assignment, mnist, list(protect), CheckOptions(timeout_s, memory_mb))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def example_points(run_check) -> dict[str, float]:
+    return {i.id: i.points for i in run_check(EXAMPLE).items}
