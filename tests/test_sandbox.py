@@ -1,0 +1,56 @@
+"""Pieces of the execution boundary on their own (the hostile suite tests it end to end)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import torch
+
+from harness.sandbox import _load_value, private_copy, protections
+from harness.sandbox_server import CappedReader
+
+
+def test_capped_reader_keeps_head_and_tail_of_a_flood():
+    r, w = os.pipe()
+    reader = CappedReader(r, cap=1000)
+    reader.start()
+    with os.fdopen(w, "wb") as f:
+        f.write(b"HEAD" + b"x" * 5_000_000 + b"TAIL")
+    reader.join()
+    text = reader.text()
+    assert reader.total == 5_000_008 and text.startswith("HEAD") and text.endswith("TAIL") and len(text) < 2100
+    assert "bytes not kept" in text
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/harness-should-not-exist",))
+
+
+def test_unit_output_is_loaded_as_plain_data_only(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save({"ok": True, "x": torch.ones(2)}, good)
+    assert _load_value(good)["ok"] is True
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"ok": True, "x": Evil()}))
+    assert _load_value(evil) is None
+    assert not os.path.exists("/tmp/harness-should-not-exist")
+
+
+def test_private_copy_skips_symlinks_and_hidden_files(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    (src / "submission.py").write_text("x = 1\n")
+    (src / ".git").mkdir()
+    (src / ".git" / "config").write_text("secret")
+    (src / "link.py").symlink_to("/etc/hostname")
+    dest.mkdir()
+    private_copy(src, dest)
+    assert sorted(p.name for p in dest.rglob("*")) == ["submission.py"]
+
+
+def test_protections_say_what_is_in_force():
+    lines = protections().lines
+    assert any("timeout" in line for line in lines)
+    assert any(("no network" in line) or ("NOT in force: network" in line) for line in lines)
