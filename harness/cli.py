@@ -72,6 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     out = _reports_dir(args, folder)
     from harness.cache import cache_root
 
+    out.mkdir(parents=True, exist_ok=True)  # exists before the sandbox starts, so it can be mounted read-only
     protect = [Path(args.out), folder.resolve().parent, data.source.root, cache_root(args.cache)]
     result = check_submission(folder, a, data, protect, CheckOptions(args.timeout, args.memory))
     path = out / "check.json"

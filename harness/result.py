@@ -24,8 +24,8 @@ SCHEMA = "harness.result/1"
 @dataclass
 class Result:
     kind: Literal["check", "grade"]
-    submission: dict[str, Any]  # id, student, student_id, tuned_beta, content_hash, path
-    assignment: dict[str, Any]  # id, title, digest, source
+    submission: dict[str, Any]  # id, student, student_id, tuned_beta, content_hash
+    assignment: dict[str, Any]  # id, title, digest
     profile: str
     items: list[ItemResult]
     pending: list[str] = field(default_factory=list)  # rubric items this kind of run does not grade

@@ -41,8 +41,13 @@ def round_points(points: float, step: float = 0.25) -> float:
 
 
 def from_parts(item: RubricItem, scores: list[PartScore], metrics: dict[str, Any] | None = None) -> ItemResult:
-    """Sum part points; pass when all earned, fail when none, partial otherwise."""
-    points = round_points(sum(item.part(s.part) * max(0.0, min(1.0, s.share)) for s in scores))
+    """Sum part points; pass when all earned, fail when none, partial otherwise. An item
+    whose config lists no parts splits its points evenly over the check's parts."""
+    shares = [max(0.0, min(1.0, s.share)) for s in scores]
+    if item.parts:
+        points = round_points(sum(item.part(s.part) * share for s, share in zip(scores, shares)))
+    else:
+        points = round_points(item.points * sum(shares) / max(1, len(shares)))
     status: Status = "pass" if points >= item.points - 1e-9 else ("fail" if points <= 0 else "partial")
     evidence = [f"{'ok' if s.share >= 1 else 'x '} {s.evidence}" for s in scores]
     return ItemResult(item.id, item.title, points, item.points, status, evidence, metrics or {})

@@ -168,3 +168,18 @@ def test_missing_files_and_wrong_names_get_clear_messages(tmp_path, run_check, e
 
 def test_hostile_suite_is_large_enough():
     assert len(AT_IMPORT) + len(IN_SAMPLING) + 5 >= 8
+
+
+def test_forged_observations_cost_only_the_forging_item(tmp_path, run_check, example_points):
+    """A unit that overwrites its own output file with junk gets an error on that item, no crash."""
+    forge = (
+        "    import torch as _t, pathlib as _p\n"
+        "    _t.save({'ok': True, 'decoder_inputs': 'junk', 'samples': 3}, _p.Path('../out/sampling.pt'))\n"
+        "    import os as _os\n    _os._exit(0)\n"
+    )
+    folder = copy_example(tmp_path / "forger", [(SAMPLING_BODY, forge + SAMPLING_BODY)])
+    result = run_check(folder)
+    assert points(result)["ae_sampling"] == 0
+    assert {k: v for k, v in points(result).items() if k != "ae_sampling"} == {
+        k: v for k, v in example_points.items() if k != "ae_sampling"
+    }

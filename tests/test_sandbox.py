@@ -54,3 +54,28 @@ def test_protections_say_what_is_in_force():
     lines = protections().lines
     assert any("timeout" in line for line in lines)
     assert any(("no network" in line) or ("NOT in force: network" in line) for line in lines)
+
+
+def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monkeypatch, assignment):
+    import socket
+
+    from harness.sandbox import Limits, Sandbox
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    monkeypatch.setenv("HARNESS_TEST_SECRET", "s3cret")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "submission.py").write_text(
+        "import os, socket\n"
+        "if os.environ.get('HARNESS_TEST_SECRET'):\n    saw_secret = True\n"
+        f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n    reached_network = True\n"
+        "except OSError:\n    pass\n"
+    )
+    with Sandbox(tmp_path / "sub", assignment.source, "submission.py", {}, 64, {"images": torch.zeros(1)}) as box:
+        outcome = box.run("import", "import", Limits(30, 3000))
+    server.close()
+    assert outcome.ok and "saw_secret" not in outcome.value["defined"]
+    if protections().namespaces:
+        assert "reached_network" not in outcome.value["defined"]

@@ -76,14 +76,19 @@ def assess(q: Question, text: str) -> AnswerReport:
 
 
 def check_answer(a: Assignment, q: Question, answers: dict[str, str] | None) -> tuple[ItemResult | None, AnswerReport | None]:
-    """The answer item's suggested score (None for an item that also needs code, see ``pending``)."""
-    item = a.item(q.rubric_item) if q.rubric_item else None
-    title = item.title if item else q.id
-    max_points = item.points if item else 0.0
+    """The answer item's suggested score and the coverage report; the item is None for a
+    question that earns no rubric item of its own (no ``rubric_item`` in the config)."""
     if answers is None:
-        return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", ["answers.md is missing"]), None
+        if not q.rubric_item:
+            return None, None
+        item = a.item(q.rubric_item)
+        return ItemResult(item.id, item.title, 0.0, item.points, "fail", ["answers.md is missing"]), None
     text = answers.get(q.id, "")
     report = assess(q, text)
+    if not q.rubric_item:
+        return None, report
+    item = a.item(q.rubric_item)
+    title, max_points = item.title, item.points
     if report.words < a.answers.min_words:
         evidence = [f"no answer under `## {q.id}` in answers.md" if not text else f"only {report.words} words"]
         return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", evidence, report.to_json()), report

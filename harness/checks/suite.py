@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,15 @@ def unit_failure(item_id: str, a: Assignment, outcome: UnitOutcome, what: str) -
     if outcome.traceback:
         evidence.append("traceback (last lines):\n" + outcome.traceback)
     return failed(a.item(item_id), status, evidence, {"unit_seconds": outcome.seconds})
+
+
+def scored(item_id: str, a: Assignment, score: Callable[[], ItemResult]) -> ItemResult:
+    """Score observations; ones that do not have the expected form (a unit that tampered with
+    its own output, or a rubric whose parts do not match the check) cost this item only."""
+    try:
+        return score()
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
+        return failed(a.item(item_id), "error", [f"could not score the observations ({type(e).__name__}: {e})"])
 
 
 def missing_name(a: Assignment, item_id: str, name: str, defined: list[str]) -> ItemResult:
@@ -128,7 +138,7 @@ def code_items(sub: Submission, a: Assignment, data: Mnist, limits: Limits, prot
         else:
             o = run("architecture")
             if o.ok:
-                results["ae_architecture"] = architecture.score(a, o.value, ref_params)
+                results["ae_architecture"] = scored("ae_architecture", a, lambda: architecture.score(a, o.value, ref_params))
             else:
                 results["ae_architecture"] = unit_failure("ae_architecture", a, o, "building and tracing your AutoEncoder")
                 broken.add("autoencoder")
@@ -140,7 +150,7 @@ def code_items(sub: Submission, a: Assignment, data: Mnist, limits: Limits, prot
         else:
             o = run("forward", {"batch_size": batch, "num_workers": workers})
             if o.ok:
-                results["ae_forward"] = forward.score(a, o.value, batch, workers)
+                results["ae_forward"] = scored("ae_forward", a, lambda: forward.score(a, o.value, batch, workers))
                 z, rec = o.value.get("z"), o.value.get("rec")
                 if not isinstance(z, torch.Tensor) or list(z.shape) != [batch, a.model.nz]:
                     broken.add("encoder")
@@ -155,7 +165,7 @@ def code_items(sub: Submission, a: Assignment, data: Mnist, limits: Limits, prot
         else:
             use_ref = "autoencoder" in broken or not has("autoencoder")
             o = run("sampling", {"n": SAMPLES, "reference_model": use_ref, "seed": 0})
-            results["ae_sampling"] = (sampling.score(a, o.value, SAMPLES, use_ref) if o.ok
+            results["ae_sampling"] = (scored("ae_sampling", a, lambda: sampling.score(a, o.value, SAMPLES, use_ref)) if o.ok
                                       else unit_failure("ae_sampling", a, o, "generate_samples"))  # fmt: skip
 
         if not has("vae"):
@@ -163,6 +173,6 @@ def code_items(sub: Submission, a: Assignment, data: Mnist, limits: Limits, prot
         else:
             substitute = sorted(k for k in ("encoder", "decoder") if k in broken and has(k))
             o = run("vae", {"betas": VAE_BETAS, "substitute": substitute})
-            results["vae_model"] = (vae.score(a, o.value, substitute) if o.ok
+            results["vae_model"] = (scored("vae_model", a, lambda: vae.score(a, o.value, substitute)) if o.ok
                                     else unit_failure("vae_model", a, o, "the VAE tests"))  # fmt: skip
         return [results[i] for i in CODE_ITEMS]
