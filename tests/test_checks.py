@@ -153,3 +153,11 @@ def test_sum_reductions_are_detected_and_beta_factor_recorded(tmp_path, run_chec
     metrics = next(i for i in result.items if i.id == "vae_model").metrics
     assert metrics["rec_reduction"] == "sum over all elements" and metrics["kl_reduction"] == "sum over all elements"
     assert metrics["beta_factor"] == pytest.approx(1 / 784)
+
+
+def test_a_broken_decoder_is_replaced_by_the_reference_for_the_vae_test(tmp_path, run_check):
+    folder = copy_example(tmp_path / "bad-decoder", [("        return self.net(h)\n", "        return self.net(h)[:, :, :27, :27]\n")])
+    items = {i.id: i for i in run_check(folder).items}
+    assert items["ae_forward"].points < items["ae_forward"].max_points
+    assert items["vae_model"].points == items["vae_model"].max_points
+    assert any("reference decoder" in e for e in items["vae_model"].evidence)
