@@ -59,6 +59,7 @@ def _reports_dir(args: argparse.Namespace, submission: Path) -> Path:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from harness.cache import cache_root
     from harness.checks.suite import CheckOptions, check_submission
     from harness.data import load_mnist
     from harness.result import write_result
@@ -70,8 +71,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     data = load_mnist(args.data)
     out = _reports_dir(args, folder)
-    from harness.cache import cache_root
-
     out.mkdir(parents=True, exist_ok=True)  # exists before the sandbox starts, so it can be mounted read-only
     protect = [Path(args.out), folder.resolve().parent, data.source.root, cache_root(args.cache)]
     result = check_submission(folder, a, data, protect, CheckOptions(args.timeout, args.memory))

@@ -294,13 +294,13 @@ class InjectedEncoder(nn.Module):
 def probe_vae(ctx: Context) -> dict:
     inputs = ctx.inputs()
     x = inputs["images"][:64]
-    nz, beta_name = ctx.nz, ctx.names["vae"]
-    make = lambda: ctx.call(f"{beta_name}({nz})", ctx.get("vae"), nz)  # noqa: E731
+    nz, vae_name = ctx.nz, ctx.names["vae"]
+    make = lambda: ctx.call(f"{vae_name}({nz})", ctx.get("vae"), nz)  # noqa: E731
     obs: dict[str, Any] = {}
 
     vae = make().eval()
     if not isinstance(getattr(vae, "decoder", None), nn.Module) or not isinstance(getattr(vae, "encoder", None), nn.Module):
-        raise StudentError(f"{beta_name} needs module attributes `encoder` and `decoder`")
+        raise StudentError(f"{vae_name} needs module attributes `encoder` and `decoder`")
     with torch.no_grad():
         out1 = ctx.call("vae(x)", vae, x)
         out2 = ctx.call("vae(x) again", vae, x)

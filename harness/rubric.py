@@ -40,6 +40,10 @@ def round_points(points: float, step: float = 0.25) -> float:
     return round(points / step) * step
 
 
+def status_for(points: float, max_points: float) -> Status:
+    return "pass" if points >= max_points - 1e-9 else ("fail" if points <= 0 else "partial")
+
+
 def from_parts(item: RubricItem, scores: list[PartScore], metrics: dict[str, Any] | None = None) -> ItemResult:
     """Sum part points; pass when all earned, fail when none, partial otherwise. An item
     whose config lists no parts splits its points evenly over the check's parts."""
@@ -48,7 +52,7 @@ def from_parts(item: RubricItem, scores: list[PartScore], metrics: dict[str, Any
         points = round_points(sum(item.part(s.part) * share for s, share in zip(scores, shares)))
     else:
         points = round_points(item.points * sum(shares) / max(1, len(shares)))
-    status: Status = "pass" if points >= item.points - 1e-9 else ("fail" if points <= 0 else "partial")
+    status = status_for(points, item.points)
     evidence = [f"{'ok' if s.share >= 1 else 'x '} {s.evidence}" for s in scores]
     return ItemResult(item.id, item.title, points, item.points, status, evidence, metrics or {})
 

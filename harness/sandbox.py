@@ -306,7 +306,7 @@ class Sandbox:
             how = f"signal {reply['signal']}" if reply["signal"] else f"exit code {reply['exit_code']}"
             where = outcome.phase.removeprefix("call ") or "start-up"
             outcome.error = f"the process ended ({how}) during {where}"
-            if "os._exit" not in outcome.error and outcome.phase.startswith("call"):
+            if outcome.phase.startswith("call"):
                 outcome.error += " (os._exit or a crash in the student's code)"
             return outcome
         if outcome.status != "ok":

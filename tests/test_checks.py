@@ -76,6 +76,7 @@ PLANTED = {
                                           "nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1)")], []),
     "loader-not-shuffled": ("ae_forward", [("shuffle=True", "shuffle=False")], []),
     "loader-ignores-batch-size": ("ae_forward", [("batch_size=batch_size", "batch_size=64")], []),
+    "loader-ignores-workers": ("ae_forward", [("num_workers=num_workers", "num_workers=0")], []),
     "uniform-prior-draws": ("ae_sampling", [("z = torch.randn(n, nz, device=device)", "z = torch.rand(n, nz, device=device)")], []),
     "scaled-prior-draws": ("ae_sampling", [("z = torch.randn(n, nz, device=device)", "z = 0.8 * torch.randn(n, nz, device=device)")], []),
     "wrong-sample-count": ("ae_sampling", [("z = torch.randn(n, nz, device=device)", "z = torch.randn(16, nz, device=device)")], []),

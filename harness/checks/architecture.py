@@ -11,10 +11,11 @@ times the share of correct layers, and the evidence names the first wrong one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from harness.assignment import Assignment, LayerSpec
-from harness.rubric import ItemResult, round_points
+from harness.rubric import ItemResult, round_points, status_for
 
 CORE = ("conv", "conv_transpose", "linear")
 
@@ -105,13 +106,7 @@ def compare(spec: LayerSpec, seen: ObservedLayer | None) -> list[str]:
 
 
 def parameter_count(shapes: dict[str, list[int]]) -> int:
-    count = 0
-    for shape in shapes.values():
-        n = 1
-        for s in shape:
-            n *= s
-        count += n
-    return count
+    return sum(math.prod(shape) for shape in shapes.values())
 
 
 def score(a: Assignment, observed: dict, reference_parameters: int) -> ItemResult:
@@ -142,7 +137,7 @@ def score(a: Assignment, observed: dict, reference_parameters: int) -> ItemResul
         head += f"; first difference: {first_wrong}"
     evidence.insert(0, head)
     evidence.append(f"parameters: {params:,} (reference {reference_parameters:,})")
-    status = "pass" if points >= item.points else ("fail" if points <= 0 else "partial")
+    status = status_for(points, item.points)
     metrics = {"layers_correct": good, "layers_expected": total, "parameters": params,
                "reference_parameters": reference_parameters}  # fmt: skip
     return ItemResult(item.id, item.title, points, item.points, status, evidence, metrics)

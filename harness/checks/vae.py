@@ -31,30 +31,29 @@ def _scalar(x) -> float | None:
     return float(x.item()) if isinstance(x, Tensor) and x.numel() == 1 else None
 
 
-def rec_candidates(rec: Tensor, x: Tensor) -> dict[str, tuple[float, float]]:
-    """Reduction -> (value, scale relative to the mean over all elements)."""
+def rec_candidates(rec: Tensor, x: Tensor) -> dict[str, float]:
+    """Reduction -> the MSE under it (scales between reductions: :func:`beta_factor`)."""
     sq = (rec.double() - x.double()) ** 2
-    b, per_image = x.shape[0], x[0].numel()
+    b = x.shape[0]
     return {
-        "mean over all elements": (sq.mean().item(), 1.0),
-        "sum over pixels, mean over batch": (sq.sum().item() / b, float(per_image)),
-        "sum over all elements": (sq.sum().item(), float(per_image * b)),
+        "mean over all elements": sq.mean().item(),
+        "sum over pixels, mean over batch": sq.sum().item() / b,
+        "sum over all elements": sq.sum().item(),
     }
 
 
-def kl_candidates(q: Tensor, nz: int) -> dict[tuple[str, str], tuple[float, float]]:
-    """(parameterisation, reduction) -> (value, scale relative to the reference's sum-over-dims mean-over-batch)."""
+def kl_candidates(q: Tensor, nz: int) -> dict[tuple[str, str], float]:
+    """(parameterisation, reduction) -> KL(q || N(0, I)) under it; reduction "REVERSED" is KL(N(0, I) || q)."""
     q = q.double()
     mu, s = q[:, :nz], q[:, nz:]
-    b = q.shape[0]
     out = {}
     for name, factor in PARAMETERISATIONS.items():
         kl = kl_to_prior(mu, factor * s)
-        out[(name, "sum over latent dims, mean over batch")] = (kl.sum(1).mean().item(), 1.0)
-        out[(name, "mean over all elements")] = (kl.mean().item(), 1.0 / nz)
-        out[(name, "sum over all elements")] = (kl.sum().item(), float(b))
+        out[(name, "sum over latent dims, mean over batch")] = kl.sum(1).mean().item()
+        out[(name, "mean over all elements")] = kl.mean().item()
+        out[(name, "sum over all elements")] = kl.sum().item()
         reverse = torch.log(torch.exp(factor * s)) + (1 + mu**2) / (2 * torch.exp(factor * s) ** 2) - 0.5
-        out[(name, "REVERSED")] = (reverse.sum(1).mean().item(), 1.0)
+        out[(name, "REVERSED")] = reverse.sum(1).mean().item()
     return out
 
 
@@ -100,13 +99,13 @@ def loss_parts(obs: list[dict], nz: int, param: str | None, batch: int) -> tuple
 
     # Reconstruction term: MSE with one reduction in every call.
     rec_found = _common([
-        [k for k, (v, _) in rec_candidates(o["rec"], o["x"]).items() if _scalar(r) is not None and _close(_scalar(r), v)]
+        [k for k, v in rec_candidates(o["rec"], o["x"]).items() if _scalar(r) is not None and _close(_scalar(r), v)]
         for o, r in zip(obs, recs)
     ])
     if rec_found:
         parts.append(PartScore("rec_term", 1.0, f"rec_loss is the MSE ({rec_found})"))
     else:
-        want = rec_candidates(obs[0]["rec"], obs[0]["x"])["mean over all elements"][0]
+        want = rec_candidates(obs[0]["rec"], obs[0]["x"])["mean over all elements"]
         parts.append(PartScore("rec_term", 0.0, f"rec_loss {_fmt(recs[0])} is no reduction of the MSE between rec "
                                f"and x (the mean over elements would be {want:.5g})"))  # fmt: skip
 
@@ -115,11 +114,11 @@ def loss_parts(obs: list[dict], nz: int, param: str | None, batch: int) -> tuple
     for o, k in zip(obs, kls):
         value = _scalar(k)
         cands = kl_candidates(o["q"], nz)
-        matches.append([key for key, (v, _) in cands.items() if value is not None and _close(value, v)])
+        matches.append([key for key, v in cands.items() if value is not None and _close(value, v)])
     preferred = [[m for m in ms if param is None or m[0] == param] or ms for ms in matches]
     kl_found = _common(preferred)
     if kl_found is None or kl_found[1] == "REVERSED":
-        ref = kl_candidates(obs[0]["q"], nz)[(param or "log_sigma", "sum over latent dims, mean over batch")][0]
+        ref = kl_candidates(obs[0]["q"], nz)[(param or "log_sigma", "sum over latent dims, mean over batch")]
         why = "KL(N(0, I) || q), the reverse order" if kl_found else "not KL(q || N(0, I)) under any usual reduction"
         parts.append(PartScore("kl_term", 0.0, f"kl_loss {_fmt(kls[0])} is {why} (for these inputs KL(q || N(0, I)) "
                                f"summed over latent dims and averaged over the batch is {ref:.5g})"))  # fmt: skip
@@ -130,7 +129,10 @@ def loss_parts(obs: list[dict], nz: int, param: str | None, batch: int) -> tuple
     wrong = []
     for o, t, r, k in zip(obs, totals, recs, kls):
         tv, rv, kv = _scalar(t), _scalar(r), _scalar(k)
-        if None in (tv, rv, kv) or not _close(tv, rv + o["beta"] * kv, 1e-4) and abs(tv - rv - o["beta"] * kv) > 1e-6:
+        consistent = None not in (tv, rv, kv) and (
+            _close(tv, rv + o["beta"] * kv, 1e-4) or abs(tv - rv - o["beta"] * kv) <= 1e-6
+        )
+        if not consistent:
             wrong.append(f"beta = {o['beta']:g}: total {tv}, rec + beta * kl = "
                          f"{(rv or 0) + o['beta'] * (kv or 0):.5g}")  # fmt: skip
     parts.append(PartScore("beta_weighting", 0.0 if wrong else 1.0,
