@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import tomllib
 import types
@@ -225,6 +226,22 @@ class SandboxSpec:
 
 
 @dataclass(frozen=True)
+class GradingSpec:
+    """How `harness grade` judges trained student runs against the same-profile reference
+    (docs/checks.md). Ratios are student / reference; credit falls linearly from the
+    full-credit ratio to none at the zero-credit ratio."""
+
+    mse_full_credit: float = 1.5
+    mse_zero_credit: float = 3.0
+    fid_full_credit: float = 1.5
+    fid_zero_credit: float = 3.0
+    curve_drop: float = 0.1  # the last tenth of the loss curve at least this share below the first tenth
+    collapse_kl: float = 1.0  # KL per image (nats) at or below which the posterior has collapsed
+    active_share: float = 0.9  # beta = 0: at least this share of the latent units active
+    path_confidence_share: float = 0.8  # VAE interpolation frames: this share of the reference's confidence
+
+
+@dataclass(frozen=True)
 class Assignment:
     meta: Meta
     data: DataSpec
@@ -239,6 +256,7 @@ class Assignment:
     answers: AnswersSpec = AnswersSpec()
     submission: SubmissionSpec = SubmissionSpec()
     sandbox: SandboxSpec = SandboxSpec()
+    grading: GradingSpec = GradingSpec()
     source: str = field(default="", compare=False)
     digest: str = field(default="", compare=False)
 
@@ -258,6 +276,13 @@ class Assignment:
     @property
     def max_total(self) -> float:
         return sum(item.points for item in self.rubric)
+
+    @property
+    def training_digest(self) -> str:
+        """A hash of what trained models depend on (data, model, training, metrics,
+        interpolation): rubric points, questions or thresholds can change without retraining."""
+        parts = {k: dataclasses.asdict(getattr(self, k)) for k in ("data", "model", "training", "metrics", "interpolation")}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- layer plan
@@ -364,6 +389,12 @@ def _validate(a: Assignment, file: str) -> None:
             )
     if not 0 <= a.answers.over_limit_penalty <= 1:
         raise AssignmentError(file, "answers.over_limit_penalty", "must be a share between 0 and 1", "use e.g. 0.5")
+    g = a.grading
+    for name, full, zero in (("mse", g.mse_full_credit, g.mse_zero_credit), ("fid", g.fid_full_credit, g.fid_zero_credit)):
+        if not 1 <= full < zero:
+            raise AssignmentError(
+                file, f"grading.{name}_zero_credit", f"needs 1 <= {name}_full_credit < {name}_zero_credit", "e.g. 1.5 and 3.0"
+            )
     if a.metrics.fid_samples < 200:
         raise AssignmentError(
             file, "metrics.fid_samples", "too few samples for a full-rank 64-d feature covariance", "use >= 1000"

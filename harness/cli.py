@@ -100,6 +100,70 @@ def render_checklist(result) -> str:
     return "\n".join(lines)
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from harness.cache import cache_root, write_json_atomic
+    from harness.checks.suite import CheckOptions
+    from harness.data import load_mnist
+    from harness.grade import GradeOptions, grade_submission, make_grader
+    from harness.reference import build_reference
+    from harness.result import gradescope, write_result
+    from harness.training import resolve_device
+
+    a = load_assignment(args.assignment)
+    profile = a.profile(args.profile)
+    folder = Path(args.submission)
+    if not folder.is_dir():
+        print(f"error: {folder}: no such submission folder", file=sys.stderr)
+        return 2
+    device = resolve_device(args.device)
+    data = load_mnist(args.data)
+    cache = cache_root(args.cache)
+    started = time.perf_counter()
+    if not args.quiet:
+        print(f"grading {folder} for {a.meta.id}, profile {profile.name} ({profile.description}), device {device}",
+              file=sys.stderr)  # fmt: skip
+    reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
+    grader = make_grader(a, profile, data, reference, cache, device)
+    out = _reports_dir(args, folder)
+    out.mkdir(parents=True, exist_ok=True)  # exists before the sandbox starts, so it can be mounted read-only
+    protect = [Path(args.out), folder.resolve().parent, data.source.root, cache]
+    options = GradeOptions(device=str(device), check=CheckOptions(args.timeout, args.memory),
+                           train_timeout_s=args.train_timeout, quiet=args.quiet)  # fmt: skip
+    result = grade_submission(folder, grader, protect, options)
+    path = out / "result.json"
+    write_result(path, result)
+    print(render_table(result))
+    print(f"written: {path}")
+    if args.gradescope is not None:
+        gs = Path(args.gradescope) if args.gradescope else out / "results.json"
+        gs.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(gs, gradescope(result))
+        print(f"written: {gs} (Gradescope)")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def render_table(result) -> str:
+    """The final table of a grade: one row per item, its points and the first line of evidence."""
+    sub = result.submission
+    lines = [f"{result.assignment['title']} - grade of {sub['id']} ({sub['student'] or 'no name'}), "
+             f"profile {result.profile}", ""]  # fmt: skip
+    for p in result.problems:
+        lines.append(f"  ! {p}")
+    head = f"{'item':<17}{'points':>11}  {'status':<13}evidence"
+    lines += [head, "-" * 100]
+    for item in result.items:
+        first = next((str(e).splitlines()[0] for e in item.evidence if str(e).startswith("x ")), None)
+        first = first or (str(item.evidence[0]).splitlines()[0] if item.evidence else "")
+        if len(first) > 70:
+            first = first[:67] + "..."
+        lines.append(f"{item.id:<17}{item.points:>5g} / {item.max_points:<3g}  {item.status:<13}{first}")
+    lines += ["-" * 100, f"{'total':<17}{result.total:>5g} / {result.max_total:<3g}"
+              f"  (answers are suggestions until an instructor reviews them)", ""]  # fmt: skip
+    lines.append(f"per-item evidence: result.json (docs/result-schema.md); took {result.timings.get('total', 0):.1f} s")
+    return "\n".join(lines)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from harness.starter import write_starter
 
@@ -145,6 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds per unit of student code (default: the assignment's)")
     p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
     p.set_defaults(func=cmd_check)
+
+    p = verbs.add_parser(
+        "grade",
+        help="grade one submission on every rubric item, training its models against the reference",
+        description="Run the fast checks, train the submission's AE and VAEs with its own loops in the sandbox, "
+        "and grade every rubric item against the reference trained under the same profile (built and cached "
+        "first if needed). Writes <out>/<id>/result.json (docs/result-schema.md).",
+    )
+    p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
+    _common(p)
+    p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
+    p.add_argument("--gradescope", nargs="?", const="", metavar="PATH",
+                   help="also write Gradescope's results.json (default path: <out>/<id>/results.json)")
+    p.add_argument("--timeout", type=float, help="seconds per check unit (default: the assignment's)")
+    p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
+    p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
+    p.set_defaults(func=cmd_grade)
 
     p = verbs.add_parser(
         "init",

@@ -175,7 +175,14 @@ def test_mse(model: nn.Module, images: Tensor) -> float:
     device = next(model.parameters()).device
     model.eval()
     rec = _batched(lambda x: model.reconstruct(x.to(device)).cpu(), images)
-    return float((rec - images).square().mean())
+    return mse(rec, images)
+
+
+def mse(reconstructions: Tensor, images: Tensor) -> float:
+    """Mean squared error over all pixels; NaN when the shapes differ or values are not finite."""
+    if reconstructions.shape != images.shape:
+        return float("nan")
+    return float((reconstructions.float() - images).square().mean())
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,11 @@ def latent_stats(vae: nn.Module, images: Tensor, threshold: float = 0.01) -> Lat
     device = next(vae.parameters()).device
     vae.eval()
     q = _batched(lambda x: vae.encoder(x.to(device)).cpu(), images)
-    mu, log_sigma = q.chunk(2, dim=1)
+    return posterior_stats(*q.chunk(2, dim=1), threshold)
+
+
+def posterior_stats(mu: Tensor, log_sigma: Tensor, threshold: float = 0.01) -> LatentStats:
+    """KL and active units from posterior means and log sigmas ([N, nz] each)."""
     kl = kl_to_prior(mu, log_sigma)
     variance = mu.var(dim=0)
     return LatentStats(
@@ -220,8 +231,13 @@ def interpolate(model: nn.Module, start: Tensor, end: Tensor, steps: int) -> Ten
     device = next(model.parameters()).device
     model.eval()
     z = model.encode(torch.stack([start, end]).to(device))
-    t = torch.arange(steps, device=device, dtype=z.dtype).div(steps).unsqueeze(1)
-    return model.decoder(z[0] + t * (z[1] - z[0])).cpu()
+    return model.decoder(path_codes(z[0], z[1], steps)).cpu()
+
+
+def path_codes(z_start: Tensor, z_end: Tensor, steps: int) -> Tensor:
+    """The handout's codes ``z_start + i/steps (z_end - z_start)``, i = 0..steps-1: [steps, nz]."""
+    t = torch.arange(steps, device=z_start.device, dtype=z_start.dtype).div(steps).unsqueeze(1)
+    return z_start + t * (z_end - z_start)
 
 
 @dataclass(frozen=True)

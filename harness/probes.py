@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import torch
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
 CORE_OPS = {"conv2d": "conv", "conv_transpose2d": "conv_transpose", "linear": "linear"}
@@ -68,7 +70,8 @@ class Context:
         self.status.write(text + "\n")
 
     def inputs(self) -> dict[str, Tensor]:
-        return torch.load(self.scratch / "inputs.pt", weights_only=True)
+        # mmap: a unit reads only the tensors it uses (grading inputs hold the training images)
+        return torch.load(self.scratch / "inputs.pt", weights_only=True, mmap=True)
 
     def module(self):
         if self._module is None:
@@ -363,10 +366,207 @@ class IndexedImages(torch.utils.data.Dataset):
         return self.images[i], i
 
 
+# --------------------------------------------------------------------------- training (harness grade)
+
+CONTRACT_LR_SCALE = 0.37  # the contract call uses an unusual learning rate, so a hard-coded one shows
+CONTRACT_BATCHES, CONTRACT_EPOCHS = 3, 2
+EVAL_BATCH = 500
+
+
+class LoopWatch:
+    """Watches the optimizer steps a training function takes on ``model``: how many, at which
+    learning rates, over which share of the parameters, whether a backward pass reached the
+    model before each, and whether gradients carried over from one step to the next backward
+    pass (a missing ``zero_grad``). Global optimizer hooks see any optimizer the student builds."""
+
+    def __init__(self, model: nn.Module, progress: Path | None = None):
+        self.progress = progress  # steps so far, for the harness's progress bar (display only)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.steps = 0
+        self.steps_with_grad = 0
+        self.backwards = 0
+        self.carried = 0
+        self.lrs: list[float] = []
+        self.covered = 0.0
+        self._stepped = False
+        self._handles: list = []
+
+    def __enter__(self) -> LoopWatch:
+        self._handles.append(register_optimizer_step_pre_hook(self._pre_step))
+        if self.params:
+            self._handles.append(self.params[-1].register_hook(self._on_grad))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _has_grad(self) -> bool:
+        g = self.params[-1].grad if self.params else None
+        return g is not None and bool(g.detach().abs().sum() > 0)
+
+    def _on_grad(self, grad: Tensor) -> None:
+        # Called before the new gradient is added to .grad: a non-zero .grad after a step carried over.
+        self.backwards += 1
+        if self._stepped and self._has_grad():
+            self.carried += 1
+        self._stepped = False
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        self.steps += 1
+        if self.steps == 1:
+            stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            self.covered = sum(id(p) in stepped for p in self.params) / max(1, len(self.params))
+        for group in optimizer.param_groups:
+            lr = float(group.get("lr", float("nan")))
+            if lr not in self.lrs and len(self.lrs) < 8:
+                self.lrs.append(lr)
+        if self._has_grad():
+            self.steps_with_grad += 1
+        self._stepped = True
+        if self.progress is not None and self.steps % 5 == 0:
+            self.progress.write_text(str(self.steps))
+
+    def summary(self) -> dict:
+        return {"steps": self.steps, "steps_with_grad": self.steps_with_grad, "backwards": self.backwards,
+                "carried": self.carried, "lrs": self.lrs, "covered": self.covered}  # fmt: skip
+
+
+def _floats(x: Any, what: str) -> list[float]:
+    if isinstance(x, Tensor):
+        x = x.detach().flatten().tolist()
+    if not isinstance(x, (list, tuple)):
+        raise StudentError(f"{what} is a {type(x).__name__}, not a list of floats")
+    try:
+        return [float(v.item() if isinstance(v, Tensor) else v) for v in x]
+    except (TypeError, ValueError, RuntimeError):
+        raise StudentError(f"{what} holds values that are not numbers") from None
+
+
+def _curves(kind: str, returned: Any, fn_name: str) -> dict[str, list[float]]:
+    if kind == "ae":
+        return {"rec": _floats(returned, f"what {fn_name} returned")}
+    if not isinstance(returned, (list, tuple)) or len(returned) != 2:
+        raise StudentError(f"{fn_name} returned {type(returned).__name__}, not the pair (rec_losses, kl_losses)")
+    return {"rec": _floats(returned[0], "rec_losses"), "kl": _floats(returned[1], "kl_losses")}
+
+
+def _training_model(ctx: Context, kind: str, beta: float) -> nn.Module:
+    if ctx.args.get("reference_model"):
+        from harness.assignment import load_assignment
+        from harness.models import VAE, AutoEncoder
+
+        a = load_assignment(ctx.req["assignment"])
+        return AutoEncoder(a) if kind == "ae" else VAE(a, beta=beta)
+    if kind == "ae":
+        return _autoencoder(ctx)
+    model = ctx.call(f"{ctx.names['vae']}({ctx.nz}, beta={beta:g})", ctx.get("vae"), ctx.nz, beta=beta)
+    for attr in ("encoder", "decoder"):
+        if not isinstance(getattr(model, attr, None), nn.Module):
+            raise StudentError(f"{ctx.names['vae']} has no module attribute `{attr}`")
+    return model
+
+
+def _student_loader(ctx: Context, dataset, batch: int, workers: int):
+    if ctx.args.get("harness_loader"):
+        return torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers)
+    return ctx.call(f"{ctx.names['data_loader']}(dataset, {batch}, {workers})", ctx.get("data_loader"), dataset, batch, workers)
+
+
+def probe_train(ctx: Context) -> dict:
+    """Train one model the way the handout does and return what the harness measures:
+    the loop's observed behaviour, its curves, and the trained model's test reconstructions,
+    posterior parameters, decoded prior samples and interpolation frames."""
+    from harness.data import TensorMNIST
+    from harness.metrics import path_codes
+
+    args, inputs = ctx.args, ctx.inputs()
+    kind, beta = args["kind"], float(args.get("beta", 0.0))
+    batch, workers, device = int(args["batch_size"]), int(args["num_workers"]), args["device"]
+    fn_key = "train_autoencoder" if kind == "ae" else "train_vae"
+    fn_name = ctx.names[fn_key]
+    train_fn = None if args.get("trainer") == "harness" else ctx.get(fn_key)
+    images = inputs["train_u8"].float().div_(255.0)
+    dataset = TensorMNIST(images, inputs["train_labels"])
+    obs: dict[str, Any] = {}
+
+    if args.get("contract") and train_fn is not None:
+        # A short call with an unusual learning rate: does the loop step every batch, honour the
+        # learning rate and the epochs, and reset gradients between steps?
+        torch.manual_seed(int(args["seed"]))
+        small = TensorMNIST(images[: batch * CONTRACT_BATCHES], inputs["train_labels"][: batch * CONTRACT_BATCHES])
+        model = _training_model(ctx, kind, beta)
+        lr = float(args["learning_rate"]) * CONTRACT_LR_SCALE
+        loader = _student_loader(ctx, small, batch, 0)
+        with LoopWatch(model) as watch:
+            returned = ctx.call(f"{fn_name}(model, loader, {CONTRACT_EPOCHS}, {lr:g}, {device!r})",
+                                train_fn, model, loader, CONTRACT_EPOCHS, lr, device)  # fmt: skip
+        try:
+            lengths = [len(c) for c in _curves(kind, returned, fn_name).values()]
+        except StudentError:
+            lengths = []
+        obs["contract"] = {**watch.summary(), "learning_rate": lr, "iterations": CONTRACT_EPOCHS * CONTRACT_BATCHES,
+                           "returned_lengths": lengths}  # fmt: skip
+
+    torch.manual_seed(int(args["seed"]))
+    model = _training_model(ctx, kind, beta)
+    before = [p.detach().clone() for p in model.parameters()]
+    epochs, lr = int(args["epochs"]), float(args["learning_rate"])
+    started = time.perf_counter()
+    if train_fn is None:
+        from harness.training import TrainConfig, train
+
+        curves = train(model, images, TrainConfig(epochs, lr, batch, int(args["seed"])), torch.device(device), quiet=True)
+        run = {"curves": {"rec": curves.rec, **({"kl": curves.kl} if kind == "vae" else {})}, "watch": None}
+    else:
+        loader = _student_loader(ctx, dataset, batch, workers)
+        with LoopWatch(model, ctx.scratch / "out" / f"{ctx.req['unit']}.progress") as watch:
+            returned = ctx.call(f"{fn_name}(model, loader, {epochs}, {lr:g}, {device!r})", train_fn, model, loader, epochs, lr, device)
+        batches = len(loader) if hasattr(loader, "__len__") else -(-len(dataset) // batch)
+        run = {"curves": None, "curve_error": "", "watch": watch.summary(), "iterations": epochs * batches}
+        try:
+            run["curves"] = _curves(kind, returned, fn_name)
+        except StudentError as e:  # the model may still have trained: measure it anyway
+            run["curve_error"] = str(e)
+    run["seconds"] = time.perf_counter() - started
+    run["params_changed"] = any(not torch.equal(b, p.detach().cpu()) for b, p in zip(before, model.parameters()))
+    obs["run"] = run
+
+    ctx.phase("evaluate the trained model")
+    model.eval()
+    dev = next(model.parameters()).device
+    test = inputs["test_u8"]
+    encode = lambda x: ctx.call("encoder(x)", model.encoder, x.to(dev))  # noqa: E731
+    decode = lambda z: ctx.call("decoder(z)", model.decoder, z.to(dev))  # noqa: E731
+
+    def code(q: Any) -> Tensor:
+        if not isinstance(q, Tensor) or q.dim() != 2:
+            raise StudentError(f"the trained encoder returned {type(q).__name__} {_shape(q)}, not [B, features]")
+        return q if kind == "ae" else q[:, : ctx.nz]
+
+    with torch.no_grad():
+        qs, recs = [], []
+        for s in range(0, len(test), EVAL_BATCH):
+            x = test[s : s + EVAL_BATCH].float().div_(255.0)
+            q = encode(x)
+            recs.append(decode(code(q)).float().cpu())
+            qs.append(q.float().cpu())
+        obs["q"], obs["reconstructions"] = torch.cat(qs), torch.cat(recs)
+        z = inputs["prior_z"]
+        obs["samples"] = torch.cat([decode(z[s : s + EVAL_BATCH]).float().cpu() for s in range(0, len(z), EVAL_BATCH)])
+        paths = []
+        for pair in inputs["pair_images"]:
+            ends = code(encode(pair))
+            paths.append(decode(path_codes(ends[0], ends[1], int(args["steps"]))).float().cpu())
+        obs["paths"] = torch.stack(paths)
+    return obs
+
+
 PROBES: dict[str, Callable[[Context], dict]] = {
     "import": probe_import,
     "architecture": probe_architecture,
     "forward": probe_forward,
     "sampling": probe_sampling,
     "vae": probe_vae,
+    "train": probe_train,
 }

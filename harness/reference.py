@@ -13,7 +13,8 @@ badly on FID (samples as bad as the AE's); a beta too large scores badly on MSE
 (posterior collapse: every reconstruction is the mean digit).
 
 Everything is cached under ``<cache>/reference/<assignment>-<profile>-<key>/``,
-keyed by the assignment file's hash, the profile, the data fingerprint, the
+keyed by a hash of the assignment's data, model, training, metrics and
+interpolation sections, the profile, the data fingerprint, the
 seed, the device type and library versions (``docs/reference.md``).
 """
 
@@ -196,7 +197,7 @@ def cache_key(a: Assignment, profile: Profile, data: Mnist, device: torch.device
     return make_key(
         {
             "schema": SCHEMA_VERSION,
-            "assignment": a.digest,
+            "assignment": a.training_digest,
             "profile": dataclasses.asdict(profile),
             "data": data.fingerprint,
             "seed": a.training.seed,

@@ -35,6 +35,7 @@ class Result:
     protections: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    reference: dict[str, Any] = field(default_factory=dict)  # grade: the reference it was judged against
 
     @property
     def total(self) -> float:
@@ -73,3 +74,16 @@ def load_result(path: Path) -> dict[str, Any]:
     if data.get("schema") != SCHEMA:
         raise ValueError(f"{path}: schema {data.get('schema')!r}, this harness reads {SCHEMA!r}")
     return data
+
+
+def gradescope(result: Result) -> dict[str, Any]:
+    """Gradescope's autograder ``results.json``: one test per rubric item, evidence as output."""
+    tests = []
+    for item in result.items:
+        output = "\n".join(str(e) for e in item.evidence)
+        if item.status == "needs_review":
+            output += "\n(suggested score: an instructor reviews it)"
+        tests.append({"name": item.title, "score": item.points, "max_score": item.max_points,
+                      "output": output, "visibility": "visible", "status": "passed" if item.status == "pass" else "failed"})  # fmt: skip
+    return {"score": result.total, "tests": tests, "output": f"{result.assignment['title']}: {result.total:g} / "
+            f"{result.max_total:g} ({result.profile} profile)", "visibility": "visible"}  # fmt: skip

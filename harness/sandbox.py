@@ -265,6 +265,13 @@ class Sandbox:
 
     # -- units
 
+    def progress(self, unit: str) -> int:
+        """Optimizer steps a running training unit has reported so far (for display only)."""
+        try:
+            return int((self.scratch / "out" / f"{unit}.progress").read_text()[:12])
+        except (OSError, ValueError):
+            return 0
+
     def run(self, unit: str, probe: str, limits: Limits, args: dict[str, Any] | None = None) -> UnitOutcome:
         """Run one probe in a fresh child; never raises for anything the student's code does."""
         if self.proc is None or self.proc.poll() is not None:

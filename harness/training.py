@@ -63,13 +63,19 @@ def seed_everything(seed: int) -> None:
 
 
 def losses(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(total, reconstruction, KL) for one batch; KL is 0 for the plain auto-encoder."""
-    if isinstance(model, VAE):
+    """(total, reconstruction, KL) for one batch; KL is 0 for the plain auto-encoder. Any model
+    with the handout's ``loss(x, outputs)`` trains as a VAE (the sandbox trains students' VAEs
+    with this loop when their own loop is broken)."""
+    if _is_vae(model):
         outputs = model(x)
         total, parts = model.loss(x, outputs)
         return total, parts["rec_loss"], parts["kl_loss"]
     rec = reconstruction_mse(model(x), x)
     return rec, rec, torch.zeros((), device=x.device)
+
+
+def _is_vae(model: nn.Module) -> bool:
+    return isinstance(model, VAE) or callable(getattr(model, "loss", None))
 
 
 def train(
@@ -105,7 +111,7 @@ def train(
     model.eval()
     return Curves(
         rec=torch.stack(recs).tolist(),
-        kl=torch.stack(kls).tolist() if isinstance(model, VAE) else [],
+        kl=torch.stack(kls).tolist() if _is_vae(model) else [],
         seconds=seconds,
         images=cfg.epochs * len(images),
     )

@@ -29,11 +29,29 @@ def test_parse_answers_splits_sections_and_drops_quoted_prompt_and_todo():
     assert parse_answers(text) == {"ae-samples": "My answer here.", "beta-0": "Second."}
 
 
-def test_full_coverage_earns_the_item_and_stays_needs_review(assignment):
+def test_full_coverage_within_the_limit_earns_the_item_without_review(assignment):
     q = next(q for q in assignment.questions if q.id == "ae-samples")
     text = "The samples are noise: the latent distribution is arbitrary because nothing forces it to be normal."
     item, report = check_answer(assignment, q, {"ae-samples": text})
-    assert report.missing == () and item.points == item.max_points and item.status == "needs_review"
+    assert report.missing == () and item.points == item.max_points and item.status == "pass"
+
+
+def test_partial_coverage_is_a_suggestion_that_needs_review(assignment):
+    q = next(q for q in assignment.questions if q.id == "ae-samples")
+    item, _ = check_answer(assignment, q, {"ae-samples": "The samples are noise, as I expected from the plots."})
+    assert 0 < item.points < item.max_points and item.status == "needs_review"
+    assert any("an instructor reviews it" in e for e in item.evidence)
+
+
+def test_off_topic_text_scores_zero_with_the_reason(assignment):
+    q = next(q for q in assignment.questions if q.id == "beta-10")
+    text = "I enjoyed the course a lot and the weather in the city was lovely during the whole semester."
+    item, _ = check_answer(assignment, q, {"beta-10": text})
+    assert (item.points, item.status) == (0, "fail") and item.evidence[0].startswith("off-topic")
+    # On topic but without an expected concept: zero suggested, and an instructor looks at it.
+    on_topic = "With beta at ten the reconstructions and the samples change a lot compared to the previous runs."
+    item, _ = check_answer(assignment, q, {"beta-10": on_topic})
+    assert item.points == 0 and item.status == "needs_review"
 
 
 def test_partial_coverage_and_over_limit_penalty(assignment):

@@ -21,17 +21,19 @@ def test_reference_shows_what_the_homework_teaches(smoke, assignment):
     beta0, beta10 = smoke.run("beta-0"), smoke.run("beta-10")
     assert beta10.kl < 1.0 and beta10.active_units == 0  # posterior collapse
     vaes = [r for r in smoke.runs if r.model == "vae"]
-    assert beta0.kl == max(r.kl for r in vaes)  # no pressure on the posterior
+    assert beta0.kl == max(r.kl for r in vaes if r.epochs == beta0.epochs)  # no pressure on the posterior
     assert beta0.active_units == assignment.model.nz
-    assert smoke.run("tuned").sample_fid < smoke.run("ae").sample_fid
+    # Smoke is too short to rank the tuned VAE's samples against the AE's (quick and full do);
+    # it still beats both fixed-beta VAEs.
+    assert smoke.run("tuned").sample_fid < min(beta0.sample_fid, beta10.sample_fid)
     assert smoke.tuned_beta in assignment.training.search.betas
     assert smoke.run("tuned").beta == smoke.tuned_beta
 
 
 def test_reference_records_curves_and_calibration(smoke, assignment):
-    steps = -(-4000 // 64)
+    steps = -(-2000 // 64)
     ae = smoke.run("ae")
-    assert ae.train_images == 4000 and len(ae.curves.rec) == ae.epochs * steps
+    assert ae.train_images == 2000 and len(ae.curves.rec) == ae.epochs * steps
     assert len(smoke.run("beta-10").curves.kl) == smoke.run("beta-10").epochs * steps
     assert smoke.classifier_accuracy >= assignment.metrics.classifier_min_accuracy
     assert 0 < smoke.real_fid < min(r.sample_fid for r in smoke.runs)
@@ -48,11 +50,11 @@ def test_a_rerun_of_a_smoke_run_gives_identical_metrics(smoke, assignment, mnist
 
     spec = assignment.training.fixed[1]
     recorded = smoke.run(spec.name)
-    images, _ = subset(mnist.train_images, mnist.train_labels, 4000, assignment.training.seed)
+    images, _ = subset(mnist.train_images, mnist.train_labels, 2000, assignment.training.seed)
     model, curves = _train_run(assignment, spec, spec.beta, recorded.epochs, images, torch.device("cpu"), True)
     clf, _ = load_or_train_classifier(mnist, assignment, session_cache, torch.device("cpu"), True)
     real = metrics.classify(clf, mnist.test_images)[0]
-    again = _measure(assignment, spec.name, model, spec.beta, spec, recorded.epochs, curves, mnist, 4000, clf, real)
+    again = _measure(assignment, spec.name, model, spec.beta, spec, recorded.epochs, curves, mnist, 2000, clf, real)
     assert again.curves.rec == recorded.curves.rec
     assert (again.test_mse, again.kl, again.sample_fid) == (recorded.test_mse, recorded.kl, recorded.sample_fid)
 

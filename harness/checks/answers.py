@@ -5,7 +5,9 @@ the concept's synonyms (case-insensitive, on word boundaries) that is not negate
 ("the samples are not noise" does not count as "noise"). A synonym that itself
 starts with a negation ("not digits") is matched as written. The suggested score
 is the item's points times the share of concepts covered, less the over-limit
-penalty; the status stays ``needs_review`` because an instructor confirms it.
+penalty. The scorer is confident about an answer that covers every concept within the limit
+(``pass``) and about an empty or off-topic one (``fail``: 0 points, with the reason); anything
+else keeps ``needs_review`` with the suggested score until an instructor confirms it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from harness.rubric import ItemResult, round_points
 NEGATIONS = {"not", "no", "never", "without", "hardly", "nor", "neither", "cannot", "isn't", "aren't", "don't", "doesn't",
              "didn't", "won't", "wasn't", "weren't", "can't", "couldn't", "shouldn't"}  # fmt: skip
 NEGATION_WINDOW = 3
+MIN_TOPIC_WORDS = 2
+STOPWORDS = {"the", "and", "are", "for", "you", "your", "with", "this", "that", "what", "how", "why", "when", "can",
+             "does", "into", "from", "have", "has", "will", "would", "not", "too", "its", "their", "them", "they",
+             "these", "those", "which", "about", "like", "same", "different", "look", "one", "all", "more", "much"}  # fmt: skip
 WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
 MARKDOWN = re.compile(r"[#*_>`|\[\]()!]")
 
@@ -93,6 +99,10 @@ def check_answer(a: Assignment, q: Question, answers: dict[str, str] | None) -> 
         evidence = [f"no answer under `## {q.id}` in answers.md" if not text else f"only {report.words} words"]
         return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", evidence, report.to_json()), report
     share = len(report.found) / len(q.concepts) if q.concepts else 1.0
+    if q.concepts and not report.found and len(topic_words(a, text)) < MIN_TOPIC_WORDS:
+        evidence = [f"off-topic: {report.words} words, none about the question (no expected concept, fewer than "
+                    f"{MIN_TOPIC_WORDS} of the assignment's words: {', '.join(sorted(topic_words(a, text))) or 'none'})"]  # fmt: skip
+        return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", evidence, report.to_json()), report
     evidence = [f"{report.words} words (limit {q.word_limit})"]
     if report.found:
         evidence.append("covers: " + ", ".join(f"{c} ('{report.matches[c]}')" for c in report.found))
@@ -103,5 +113,16 @@ def check_answer(a: Assignment, q: Question, answers: dict[str, str] | None) -> 
         penalty = a.answers.over_limit_penalty
         evidence.append(f"over the word limit by {report.words - q.word_limit} words: -{penalty:.0%} of the item")
     points = round_points(max(0.0, max_points * (share - penalty)), 0.5)
-    evidence.append("suggested score; an instructor confirms it")
+    if share >= 1 and not penalty:  # every concept, within the limit: confident (an override still wins)
+        return ItemResult(q.rubric_item, title, points, max_points, "pass", evidence, report.to_json()), report
+    evidence.append("suggested score: not every expected concept was found, so an instructor reviews it")
     return ItemResult(q.rubric_item, title, points, max_points, "needs_review", evidence, report.to_json()), report
+
+
+def topic_words(a: Assignment, text: str) -> set[str]:
+    """Content words the answer shares with the assignment's prompts and concept synonyms
+    (plural "s" dropped, so "reconstructions" meets "reconstruction")."""
+    stem = lambda t: t[:-1] if len(t) > 3 and t.endswith("s") else t  # noqa: E731
+    vocabulary = {stem(t) for q in a.questions for t in _tokens(q.prompt)}
+    vocabulary |= {stem(t) for q in a.questions for c in q.concepts for s in c.synonyms for t in _tokens(s)}
+    return {stem(t) for t in _tokens(text) if stem(t) in vocabulary and t not in STOPWORDS and len(t) > 2}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -77,17 +77,14 @@ def check_submission(
     limits = Limits(options.timeout_s or a.sandbox.check_timeout_s, options.memory_mb or a.sandbox.memory_mb,
                     a.sandbox.output_cap_kb)  # fmt: skip
     timings: dict[str, float] = {}
-    items = code_items(sub, a, data, limits, list(protect), timings) if sub.has_code else [
-        failed(a.item(i), "fail", [f"{a.submission.module} is missing"]) for i in CODE_ITEMS
-    ]
-    answers_json = {}
-    answer_items = []
-    for q in a.questions:
-        item, report = check_answer(a, q, sub.answers if (folder / a.submission.answers).is_file() else None)
-        if report:
-            answers_json[q.id] = report.to_json()
-        if item is not None and q.rubric_item not in TRAINED_ITEMS:  # those are scored with their code by `grade`
-            answer_items.append(item)
+    if sub.has_code:
+        with open_sandbox(sub, a, probe_inputs(data), list(protect)) as box:
+            items = code_items(box, a, limits, timings).items
+    else:
+        items = no_code_items(a)
+    scored_answers, answers_json = score_answers(a, sub)
+    # The interpolation answer is scored with its code by `grade`.
+    answer_items = [item for item_id, item in scored_answers.items() if item_id not in TRAINED_ITEMS]
     graded = {i.id for i in items} | {i.id for i in answer_items}
     pending = [r.id for r in a.rubric if r.id not in graded]
     order = {r.id: n for n, r in enumerate(a.rubric)}
@@ -109,71 +106,146 @@ def check_submission(
     )
 
 
-def code_items(sub: Submission, a: Assignment, data: Mnist, limits: Limits, protect: list[Path], timings: dict) -> list[ItemResult]:
+def score_answers(a: Assignment, sub: Submission) -> tuple[dict[str, ItemResult], dict[str, dict]]:
+    """Each question's item (by rubric item id) and its concept report (by question id)."""
+    answers = sub.answers if (sub.path / a.submission.answers).is_file() else None
+    items, reports = {}, {}
+    for q in a.questions:
+        item, report = check_answer(a, q, answers)
+        if report:
+            reports[q.id] = report.to_json()
+        if item is not None:
+            items[q.rubric_item] = item
+    return items, reports
+
+
+@dataclass
+class CodeOutcome:
+    """The code items, plus what later (training) units need to know about the parts."""
+
+    items: list[ItemResult]
+    found: dict[str, str] = field(default_factory=dict)  # config key -> "ok" | "missing" | "not callable"
+    broken: set[str] = field(default_factory=set)  # parts replaced by the reference's in later units
+    vae_metrics: dict = field(default_factory=dict)  # loss convention detected by vae_model
+
+    def has(self, key: str) -> bool:
+        return self.found.get(key) == "ok"
+
+    def item(self, item_id: str) -> ItemResult:
+        return next(i for i in self.items if i.id == item_id)
+
+
+class _NoSandbox:
+    """Stands in for a sandbox that could not start: every unit reports that, nothing runs."""
+
+    def __init__(self, error: str):
+        self.error = error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def run(self, unit: str, probe: str, limits: Limits, args: dict | None = None) -> UnitOutcome:
+        return UnitOutcome(unit, "crashed", error=f"could not set up the sandbox: {self.error}")
+
+    def progress(self, unit: str) -> int:
+        return 0
+
+
+def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor], protect: list[Path]):
+    """A sandbox for this submission (a context manager), or a stand-in whose units all fail
+    with the reason when the machine cannot start one."""
     names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
     try:
-        box = Sandbox(sub.path, a.source, a.submission.module, names, a.model.nz, probe_inputs(data), protect)
+        return Sandbox(sub.path, a.source, a.submission.module, names, a.model.nz, inputs, protect)
     except (SandboxError, OSError) as e:
-        return [failed(a.item(i), "error", [f"could not set up the sandbox: {e}"]) for i in CODE_ITEMS]
-    with box:
-        def run(unit: str, args: dict | None = None) -> UnitOutcome:
-            outcome = box.run(unit, unit, limits, args)
-            timings[unit] = outcome.seconds
-            return outcome
+        return _NoSandbox(str(e))
 
-        imp = run("import")
-        if not imp.ok:
-            return [unit_failure(i, a, imp, "importing submission.py") for i in CODE_ITEMS]
-        found, defined = imp.value["names"], imp.value["defined"]
 
-        def has(key: str) -> bool:
-            return found.get(key) == "ok"
+def no_code_items(a: Assignment) -> list[ItemResult]:
+    return [failed(a.item(i), "fail", [f"{a.submission.module} is missing"]) for i in CODE_ITEMS]
 
-        results: dict[str, ItemResult] = {}
-        broken: set[str] = set()
-        ref_params = sum(p.numel() for p in AutoEncoder(a).parameters())
-        if not has("autoencoder"):
-            results["ae_architecture"] = missing_name(a, "ae_architecture", names["autoencoder"], defined)
+
+def code_items(box: Sandbox, a: Assignment, limits: Limits, timings: dict) -> CodeOutcome:
+    names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
+
+    def run(unit: str, args: dict | None = None) -> UnitOutcome:
+        outcome = box.run(unit, unit, limits, args)
+        timings[unit] = outcome.seconds
+        return outcome
+
+    imp = run("import")
+    if not imp.ok:
+        return CodeOutcome([unit_failure(i, a, imp, "importing submission.py") for i in CODE_ITEMS],
+                           broken={"autoencoder", "encoder", "decoder", "data_loader", "vae"})  # fmt: skip
+    found, defined = imp.value["names"], imp.value["defined"]
+    out = CodeOutcome([], found=found)
+
+    def has(key: str) -> bool:
+        return found.get(key) == "ok"
+
+    results: dict[str, ItemResult] = {}
+    broken = out.broken
+    ref_params = sum(p.numel() for p in AutoEncoder(a).parameters())
+    if not has("autoencoder"):
+        results["ae_architecture"] = missing_name(a, "ae_architecture", names["autoencoder"], defined)
+        broken.add("autoencoder")
+    else:
+        o = run("architecture")
+        if o.ok:
+            results["ae_architecture"] = scored("ae_architecture", a, lambda: architecture.score(a, o.value, ref_params))
+        else:
+            results["ae_architecture"] = unit_failure("ae_architecture", a, o, "building and tracing your AutoEncoder")
             broken.add("autoencoder")
+
+    batch, workers = LOADER_PROBE
+    missing = [k for k in ("data_loader", "autoencoder") if not has(k)]
+    if not has("data_loader"):
+        broken.add("data_loader")
+    if missing:
+        results["ae_forward"] = missing_name(a, "ae_forward", names[missing[0]], defined)
+    else:
+        o = run("forward", {"batch_size": batch, "num_workers": workers})
+        if o.ok:
+            results["ae_forward"] = scored("ae_forward", a, lambda: forward.score(a, o.value, batch, workers))
+            try:
+                if forward.loader_part(o.value["loader"], batch, workers).share < 1:
+                    broken.add("data_loader")
+            except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError):
+                broken.add("data_loader")
+            z, rec = o.value.get("z"), o.value.get("rec")
+            if not isinstance(z, torch.Tensor) or list(z.shape) != [batch, a.model.nz]:
+                broken.add("encoder")
+            if not isinstance(rec, torch.Tensor) or rec.dim() != 4 or list(rec.shape[1:]) != [a.data.image_channels, a.data.image_size, a.data.image_size]:
+                broken.add("decoder")
         else:
-            o = run("architecture")
-            if o.ok:
-                results["ae_architecture"] = scored("ae_architecture", a, lambda: architecture.score(a, o.value, ref_params))
+            results["ae_forward"] = unit_failure("ae_forward", a, o, "the data loader and forward-pass test")
+            if not o.phase.startswith(f"call {names['data_loader']}") and "data loader" not in o.phase:
+                broken |= {"encoder", "decoder"}  # the model itself failed: later checks use the reference parts
             else:
-                results["ae_architecture"] = unit_failure("ae_architecture", a, o, "building and tracing your AutoEncoder")
-                broken.add("autoencoder")
+                broken.add("data_loader")
 
-        batch, workers = LOADER_PROBE
-        missing = [k for k in ("data_loader", "autoencoder") if not has(k)]
-        if missing:
-            results["ae_forward"] = missing_name(a, "ae_forward", names[missing[0]], defined)
-        else:
-            o = run("forward", {"batch_size": batch, "num_workers": workers})
-            if o.ok:
-                results["ae_forward"] = scored("ae_forward", a, lambda: forward.score(a, o.value, batch, workers))
-                z, rec = o.value.get("z"), o.value.get("rec")
-                if not isinstance(z, torch.Tensor) or list(z.shape) != [batch, a.model.nz]:
-                    broken.add("encoder")
-                if not isinstance(rec, torch.Tensor) or rec.dim() != 4 or list(rec.shape[1:]) != [a.data.image_channels, a.data.image_size, a.data.image_size]:
-                    broken.add("decoder")
-            else:
-                results["ae_forward"] = unit_failure("ae_forward", a, o, "the data loader and forward-pass test")
-                if not o.phase.startswith(f"call {names['data_loader']}") and "data loader" not in o.phase:
-                    broken |= {"encoder", "decoder"}  # the model itself failed: later checks use the reference parts
+    if not has("generate_samples"):
+        results["ae_sampling"] = missing_name(a, "ae_sampling", names["generate_samples"], defined)
+    else:
+        use_ref = "autoencoder" in broken or not has("autoencoder")
+        o = run("sampling", {"n": SAMPLES, "reference_model": use_ref, "seed": 0})
+        results["ae_sampling"] = (scored("ae_sampling", a, lambda: sampling.score(a, o.value, SAMPLES, use_ref)) if o.ok
+                                  else unit_failure("ae_sampling", a, o, "generate_samples"))  # fmt: skip
 
-        if not has("generate_samples"):
-            results["ae_sampling"] = missing_name(a, "ae_sampling", names["generate_samples"], defined)
+    if not has("vae"):
+        results["vae_model"] = missing_name(a, "vae_model", names["vae"], defined)
+        broken.add("vae")
+    else:
+        substitute = sorted(k for k in ("encoder", "decoder") if k in broken and has(k))
+        o = run("vae", {"betas": VAE_BETAS, "substitute": substitute})
+        if o.ok:
+            results["vae_model"] = scored("vae_model", a, lambda: vae.score(a, o.value, substitute))
+            out.vae_metrics = results["vae_model"].metrics
         else:
-            use_ref = "autoencoder" in broken or not has("autoencoder")
-            o = run("sampling", {"n": SAMPLES, "reference_model": use_ref, "seed": 0})
-            results["ae_sampling"] = (scored("ae_sampling", a, lambda: sampling.score(a, o.value, SAMPLES, use_ref)) if o.ok
-                                      else unit_failure("ae_sampling", a, o, "generate_samples"))  # fmt: skip
-
-        if not has("vae"):
-            results["vae_model"] = missing_name(a, "vae_model", names["vae"], defined)
-        else:
-            substitute = sorted(k for k in ("encoder", "decoder") if k in broken and has(k))
-            o = run("vae", {"betas": VAE_BETAS, "substitute": substitute})
-            results["vae_model"] = (scored("vae_model", a, lambda: vae.score(a, o.value, substitute)) if o.ok
-                                    else unit_failure("vae_model", a, o, "the VAE tests"))  # fmt: skip
-        return [results[i] for i in CODE_ITEMS]
+            results["vae_model"] = unit_failure("vae_model", a, o, "the VAE tests")
+            broken.add("vae")
+    out.items = [results[i] for i in CODE_ITEMS]
+    return out

@@ -1,0 +1,109 @@
+"""What grading one submission costs, per profile, and how far `quick` agrees with `full`.
+
+    HARNESS_DATA=<MNIST root> python benchmarks/grade_one.py [--profiles smoke,quick,full]
+        [--agreement quick,full] [--cache DIR]
+
+For each profile: the reference is built first (or read from the cache) and timed on its
+own; then the example submission is graded and timed with the reference cached, which is
+the cost per submission in a course. Peak memory is the harness process's maximum
+resident set size and the largest peak (PSS) of any sandboxed unit.
+
+``--agreement A,B`` grades the planted-bug and variant suites of tests/test_checks.py and
+tests/test_grade.py under both profiles and prints the share of items that earn the same
+points (target: >= 95%). Under ``full`` on a CPU that is hours; use a GPU (--device cuda).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.assignment import load_assignment  # noqa: E402
+from harness.cache import cache_root  # noqa: E402
+from harness.data import load_mnist  # noqa: E402
+from harness.grade import GradeOptions, grade_submission, make_grader  # noqa: E402
+from harness.reference import build_reference  # noqa: E402
+from harness.training import resolve_device  # noqa: E402
+
+
+def suites(tmp: Path) -> dict[str, Path]:
+    """Every planted bug and legitimate variant of the test suites, as submission folders."""
+    from tests.conftest import EXAMPLE, copy_example
+    from tests.test_checks import PLANTED as CHECK_PLANTED
+    from tests.test_checks import VARIANTS as CHECK_VARIANTS
+    from tests.test_grade import PLANTED, VARIANTS, _planted
+
+    folders = {"example": EXAMPLE}
+    for name, (_, code, answers) in CHECK_PLANTED.items():
+        folders[f"check:{name}"] = copy_example(tmp / f"check-{name}", code, answers=answers)
+    for name, edits in CHECK_VARIANTS.items():
+        folders[f"check-variant:{name}"] = copy_example(tmp / f"check-variant-{name}", edits)
+    for name, (_, edits, tuned, _) in PLANTED.items():
+        folders[f"grade:{name}"] = _planted(tmp, f"grade-{name}", edits, tuned)
+    for name, (edits, tuned) in VARIANTS.items():
+        folders[f"grade-variant:{name}"] = _planted(tmp, f"grade-variant-{name}", edits, tuned)
+    return folders
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profiles", default="smoke,quick")
+    p.add_argument("--agreement", default="", help="two profiles, e.g. quick,full")
+    p.add_argument("--assignment", default="variant-a")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache")
+    args = p.parse_args()
+
+    a = load_assignment(args.assignment)
+    data = load_mnist()
+    device = resolve_device(args.device)
+    cache = cache_root(args.cache)
+    example = ROOT / "submissions" / "example"
+    graders = {}
+    print(f"device {device}, {torch.get_num_threads()} torch threads, data {data.source.root}")
+    print(f"{'profile':<8}{'reference (s)':>15}{'grade (s)':>11}{'training (s)':>14}{'points':>9}{'harness RSS (MB)':>18}{'unit PSS (MB)':>15}")
+    for name in [n for n in args.profiles.split(",") if n]:
+        profile = a.profile(name)
+        t0 = time.perf_counter()
+        ref = build_reference(a, profile, data, device, cache, quiet=True)
+        ref_s = time.perf_counter() - t0
+        graders[name] = make_grader(a, profile, data, ref, cache, device)
+        t0 = time.perf_counter()
+        result = grade_submission(example, graders[name], [], GradeOptions(device=str(device), quiet=True))
+        grade_s = time.perf_counter() - t0
+        train_s = sum(v for k, v in result.timings.items() if k.startswith("train-"))
+        unit_peak = max((v for k, v in result.timings.items() if k.startswith("peak_mb:")), default=0.0)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cached = " (cached)" if ref.from_cache else ""
+        print(f"{name:<8}{ref_s:>9.1f}{cached:<6}{grade_s:>11.1f}{train_s:>14.1f}{result.total:>5g}/{result.max_total:<3g}"
+              f"{rss:>18.0f}{unit_peak:>15.0f}")  # fmt: skip
+
+    if args.agreement:
+        first, second = args.agreement.split(",")
+        for n in (first, second):
+            if n not in graders:
+                graders[n] = make_grader(a, a.profile(n), data, build_reference(a, a.profile(n), data, device, cache, quiet=True), cache, device)
+        same = total = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            for label, folder in suites(Path(tmp)).items():
+                points = [{i.id: i.points for i in grade_submission(folder, graders[n], [], GradeOptions(device=str(device), quiet=True)).items}
+                          for n in (first, second)]  # fmt: skip
+                differ = [k for k in points[0] if points[0][k] != points[1].get(k)]
+                same += len(points[0]) - len(differ)
+                total += len(points[0])
+                print(f"  {label:<48} {'same' if not differ else 'differs: ' + ', '.join(differ)}")
+        print(f"agreement {first} vs {second}: {same}/{total} items = {same / total:.1%} (target >= 95%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""``harness grade``: every rubric item of one submission, graded against the reference.
+
+Order: the fast checks of ``harness check`` (same units, same sandbox), then four
+training units in the sandbox, each a fresh child with the training time limit:
+
+    train-ae       the student's train_autoencoder on their AutoEncoder
+    train-<beta0>  the student's train_vae with beta = 0   } vae_training
+    train-<beta10> the student's train_vae with beta = 10  }
+    train-tuned    train_vae at the submission's tuned_beta  -> beta_tuning
+
+then ``interpolation`` from the AE and tuned units' paths plus its answer, and
+the written answers. Failure isolation: a loop runs on the student's model when
+that model passed its checks, otherwise on the reference model; the tuned run uses
+the harness's own loop when the student's VAE loop is broken; a missing AE or VAE
+path uses the reference's. The evidence says which stood in. The student's loops
+get an in-memory dataset with torchvision MNIST's items ``(image in [0, 1], label)``
+(``harness.data.TensorMNIST``) and ``num_workers=0``: the images are already
+decoded, so worker processes would only copy them (docs/checks.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from harness import metrics
+from harness.assignment import Assignment, Profile
+from harness.checks import training
+from harness.checks.suite import (
+    TRAINED_ITEMS, CheckOptions, CodeOutcome, code_items, missing_name, no_code_items, open_sandbox, probe_inputs,
+    score_answers, scored, unit_failure,
+)  # fmt: skip
+from harness.data import Mnist, first_of_each_label, subset
+from harness.reference import ReferenceResult, load_or_train_classifier
+from harness.result import Result, now, run_versions
+from harness.rubric import ItemResult, failed
+from harness.sandbox import Limits, UnitOutcome, protections
+from harness.submission import Submission, load_submission
+
+@dataclass(frozen=True)
+class GradeOptions:
+    device: str = "cpu"  # a resolved device name, passed to the student's loops
+    check: CheckOptions = CheckOptions()
+    train_timeout_s: float | None = None  # per training unit; default from the assignment's [sandbox]
+    threads: int = 0  # torch threads per training unit; 0: as many as this process uses
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Grader:
+    """What every submission of a course is graded with: built once, reused per submission."""
+
+    a: Assignment
+    profile: Profile
+    data: Mnist
+    reference: ReferenceResult
+    judge: training.Judge
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+
+
+def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: ReferenceResult, cache: Path, device: torch.device) -> Grader:
+    clf, _ = load_or_train_classifier(data, a, cache, device, quiet=True)
+    clf = clf.cpu()
+    real = metrics.classify(clf, data.test_images)[0]
+    images, labels = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
+    judge = training.Judge(clf, data.test_images, real, a)
+    return Grader(a, profile, data, reference, judge, images, labels)
+
+
+def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
+    """What the sandbox's units read: the check images, the profile's training subset and the
+    test set as bytes (exactly MNIST's), fixed prior draws (the reference's) and the path ends."""
+    a, data = g.a, g.data
+    starts = first_of_each_label(data.test_labels, [p[0] for p in a.interpolation.pairs])
+    ends = first_of_each_label(data.test_labels, [p[1] for p in a.interpolation.pairs])
+    pairs = torch.stack([torch.stack([data.test_images[i], data.test_images[j]]) for i, j in zip(starts, ends)])
+    z = torch.randn(a.metrics.fid_samples, a.model.nz, generator=torch.Generator().manual_seed(a.training.seed + 1))
+    return {
+        **probe_inputs(data),
+        "train_u8": g.train_images.mul(255).round().to(torch.uint8),
+        "train_labels": g.train_labels,
+        "test_u8": data.test_images.mul(255).round().to(torch.uint8),
+        "prior_z": z,
+        "pair_images": pairs,
+    }
+
+
+def grade_submission(folder: Path, g: Grader, protect: list[Path] = (), options: GradeOptions = GradeOptions()) -> Result:
+    a = g.a
+    started = time.perf_counter()
+    sub = load_submission(folder, a)
+    check_limits = Limits(options.check.timeout_s or a.sandbox.check_timeout_s, options.check.memory_mb or a.sandbox.memory_mb,
+                          a.sandbox.output_cap_kb)  # fmt: skip
+    threads = options.threads or torch.get_num_threads()
+    train_limits = Limits(options.train_timeout_s or a.sandbox.train_timeout_s, options.check.memory_mb or a.sandbox.memory_mb,
+                          a.sandbox.output_cap_kb, threads)  # fmt: skip
+    timings: dict[str, float] = {}
+    answer_items, answers_json = score_answers(a, sub)
+
+    if sub.has_code:
+        with open_sandbox(sub, a, grading_inputs(g), list(protect)) as box:
+            code = code_items(box, a, check_limits, timings)
+            trained = training_items(box, sub, g, code, train_limits, options, timings, answer_items.get("interpolation"))
+    else:
+        code = CodeOutcome(no_code_items(a))
+        trained = {i: failed(a.item(i), "fail", [f"{a.submission.module} is missing"]) for i in TRAINED_ITEMS}
+
+    by_id = {i.id: i for i in code.items} | {k: v for k, v in answer_items.items() if k not in TRAINED_ITEMS} | trained
+    items = [by_id[r.id] for r in a.rubric if r.id in by_id]
+    timings["total"] = round(time.perf_counter() - started, 2)
+    ref = g.reference
+    return Result(
+        kind="grade",
+        submission=sub.summary(),
+        assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
+        profile=g.profile.name,
+        items=items,
+        pending=[r.id for r in a.rubric if r.id not in by_id],
+        problems=list(sub.problems),
+        answers=answers_json,
+        timings=timings,
+        protections=list(protections().lines),
+        versions=run_versions(),
+        created=now(),
+        reference={"key": ref.key, "profile": ref.profile, "tuned_beta": ref.tuned_beta, "real_fid": ref.real_fid,
+                   "runs": {r.name: training.reference_measure(r).to_json() for r in ref.runs if not r.search}},
+    )  # fmt: skip
+
+
+def training_items(
+    box, sub: Submission, g: Grader, code: CodeOutcome, limits: Limits, options: GradeOptions, timings: dict,
+    interpolation_answer: ItemResult | None,
+) -> dict[str, ItemResult]:  # fmt: skip
+    a, profile, ref, t = g.a, g.profile, g.reference, g.a.training
+    names = a.submission.names
+    vm = code.vae_metrics
+    factor, parameterisation = vm.get("beta_factor"), vm.get("parameterisation")
+    common = {"batch_size": t.batch_size, "num_workers": 0, "seed": t.seed, "device": options.device,
+              "steps": a.interpolation.steps, "harness_loader": "data_loader" in code.broken}  # fmt: skip
+    loader_note = (f"your {names.data_loader} did not pass its check, so the harness's DataLoader fed your loop"
+                   if common["harness_loader"] else "")  # fmt: skip
+    batches = -(-len(g.train_images) // t.batch_size)
+
+    def run(unit: str, args: dict) -> UnitOutcome:
+        """One training unit, with a progress bar fed by the steps the unit reports."""
+        total = args["epochs"] * batches
+        with tqdm(total=total, desc=f"{sub.id} {unit}", unit="step", disable=options.quiet, leave=False) as bar:
+            done = threading.Event()
+
+            def poll() -> None:
+                while not done.wait(0.5):
+                    bar.update(max(0, min(box.progress(unit), total) - bar.n))
+
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            outcome = box.run(unit, "train", limits, {**common, **args})
+            done.set()
+            poller.join()
+        timings[unit] = outcome.seconds
+        timings[f"peak_mb:{unit}"] = round(outcome.peak_memory_mb, 1)
+        return outcome
+
+    def measured(name: str, o: UnitOutcome) -> training.RunMeasure | None:
+        if not o.ok:
+            return None
+        try:
+            return training.measure(name, o.value, g.judge, parameterisation)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError):
+            return None
+
+    out: dict[str, ItemResult] = {}
+    # ---- the AE loop, on the student's AE when it passed its checks
+    ae_model_ok = code.item("ae_architecture").status == "pass" and not ({"autoencoder", "encoder", "decoder"} & code.broken)
+    note = "" if ae_model_ok else "your AutoEncoder did not pass its checks, so your loop trained the reference AE"
+    note = "; ".join(n for n in (note, loader_note) if n)
+    ae_m = None
+    if not code.has("train_autoencoder"):
+        out["ae_training"] = missing_name(a, "ae_training", names.train_autoencoder, [])
+    else:
+        o = run("train-ae", {"kind": "ae", "epochs": profile.epochs(t.ae.epochs), "learning_rate": t.ae.learning_rate,
+                             "contract": True, "reference_model": not ae_model_ok})  # fmt: skip
+        ae_m = measured(t.ae.name, o)
+        if ae_m is None:
+            out["ae_training"] = unit_failure("ae_training", a, o, f"training with {names.train_autoencoder}")
+        else:
+            out["ae_training"] = scored("ae_training", a, lambda: training.score_ae_training(a, o.value, ae_m, ref, note))
+            ae_m.source = "student" if ae_model_ok else "reference"
+
+    # ---- the VAE loop at the fixed betas, on the student's VAE when it passed its checks
+    vae_model_ok = code.item("vae_model").status == "pass" and "vae" not in code.broken
+    substitute = sorted(k for k in ("encoder", "decoder") if k in code.broken and code.has(k))
+    vae_args = {"kind": "vae", "reference_model": not vae_model_ok, "substitute": substitute}
+    note = "" if vae_model_ok else "your VAE did not pass its checks, so your loop trained the reference VAE"
+    note = "; ".join(n for n in (note, loader_note) if n)
+    fixed: dict[str, tuple[dict, training.RunMeasure]] = {}
+    loop_ok = False
+    if not code.has("train_vae"):
+        out["vae_training"] = missing_name(a, "vae_training", names.train_vae, [])
+    else:
+        failure = None
+        for n, spec in enumerate(t.fixed):
+            o = run(f"train-{spec.name}", {**vae_args, "beta": spec.beta, "epochs": profile.epochs(spec.epochs),
+                                            "learning_rate": spec.learning_rate, "contract": n == 0})  # fmt: skip
+            m = measured(spec.name, o)
+            if m is None:
+                failure = failure or (o, spec.name)
+            else:
+                fixed[spec.name] = (o.value, m)
+        if failure:
+            o, name = failure
+            out["vae_training"] = unit_failure("vae_training", a, o, f"{names.train_vae} for {name}")
+        else:
+            out["vae_training"] = scored("vae_training", a, lambda: training.score_vae_training(a, fixed, ref, factor, note))
+            first = next(iter(fixed.values()))[0]
+            loop_ok = training.contract_part("loop", first.get("contract"), "").share >= 1 and first["run"]["params_changed"]
+
+    # ---- the tuned beta: the student's loop when it works, else the harness's, on their VAE
+    tuned_beta = sub.tuned_beta
+    tuned_m = None
+    if tuned_beta is None:
+        out["beta_tuning"] = failed(a.item("beta_tuning"), "fail", [f"no tuned_beta in {a.submission.meta}"])
+    else:
+        beta = tuned_beta if vae_model_ok else tuned_beta * (factor or 1.0)  # the reference VAE reads the reference convention
+        trainer = "student" if loop_ok else "harness"
+        o = run("train-tuned", {**vae_args, "beta": beta, "epochs": profile.epochs(t.tuned.epochs),
+                                "learning_rate": t.tuned.learning_rate, "trainer": trainer})  # fmt: skip
+        tuned_m = measured(t.tuned.name, o)
+        notes = [n for n in (note, "your VAE loop did not pass its checks, so the harness's loop trained the tuned run"
+                             if trainer == "harness" else "") if n]  # fmt: skip
+        if tuned_m is None:
+            out["beta_tuning"] = unit_failure("beta_tuning", a, o, f"the tuned run (beta = {tuned_beta:g})")
+        else:
+            out["beta_tuning"] = scored("beta_tuning", a, lambda: training.score_beta_tuning(
+                a, tuned_beta, o.value, tuned_m, ref, factor, vm.get("kl_reduction"), "; ".join(notes)))  # fmt: skip
+            if not vae_model_ok:
+                tuned_m.source = "reference"
+
+    # ---- interpolation: the student's paths where their models are usable, else the reference's
+    ae_path = ae_m if ae_m is not None and ae_m.source == "student" else training.reference_measure(ref.run(t.ae.name))
+    tuned_ok = tuned_m is not None and tuned_m.source == "student" and out["beta_tuning"].metrics.get("collapsed") is False
+    vae_path = tuned_m if tuned_ok else training.reference_measure(ref.run(t.tuned.name))
+    out["interpolation"] = scored("interpolation", a, lambda: training.score_interpolation(a, ae_path, vae_path, ref, interpolation_answer))
+    return out

@@ -1,0 +1,136 @@
+"""Integration: `harness grade` under the smoke profile on real digits, with real training in the sandbox.
+
+Each planted training bug is a copy of the example with one defect; it must lose
+points on exactly its own items. Each legitimate variant (another loss convention
+with its tuned beta written in that convention) keeps 45/45.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from harness.grade import GradeOptions, grade_submission, make_grader
+from harness.reference import build_reference
+from tests.conftest import EXAMPLE, copy_example
+
+TUNED = "tuned_beta = 0.0001"
+
+
+@pytest.fixture(scope="session")
+def grader(assignment, mnist, session_cache):
+    profile = assignment.profile("smoke")
+    ref = build_reference(assignment, profile, mnist, torch.device("cpu"), session_cache, quiet=True)
+    return make_grader(assignment, profile, mnist, ref, session_cache, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def run_grade(grader):
+    def run(folder, train_timeout_s: float | None = None):
+        return grade_submission(folder, grader, [], GradeOptions(train_timeout_s=train_timeout_s, quiet=True))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def example_grade(assignment, session_cache, tmp_path_factory):
+    """The example graded through the CLI, as an instructor runs it (with a Gradescope export)."""
+    out = tmp_path_factory.mktemp("reports")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "grade", str(EXAMPLE), "--profile", "smoke", "--device", "cpu",
+         "--cache", str(session_cache), "--out", str(out), "--gradescope", "-q"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, out / "example"
+
+
+def test_example_earns_45_of_45_under_smoke(example_grade, assignment):
+    proc, folder = example_grade
+    result = json.loads((folder / "result.json").read_text())
+    assert result["kind"] == "grade" and result["profile"] == "smoke" and result["pending"] == []
+    assert (result["total"], result["max_total"]) == (45, 45), [i["evidence"] for i in result["items"] if i["points"] < i["max_points"]]
+    assert [i["id"] for i in result["items"]] == [r.id for r in assignment.rubric]
+    assert "total" in proc.stdout and "45 / 45" in proc.stdout  # the final table
+
+
+def test_grade_evidence_states_measurements_thresholds_and_the_beta_conversion(example_grade):
+    _, folder = example_grade
+    items = {i["id"]: i for i in json.loads((folder / "result.json").read_text())["items"]}
+    text = " ".join(items["ae_training"]["evidence"])
+    assert "test MSE" in text and "reference" in text and "full credit up to 1.5x" in text
+    assert "your beta 0.0001, in the reference's convention; reference best" in items["beta_tuning"]["evidence"][0]
+    vae = items["vae_training"]["metrics"]["runs"]
+    assert vae["beta-10"]["active_units"] == 0 and vae["beta-0"]["active_units"] == 64
+    assert len(items["interpolation"]["metrics"]["vae"]["paths"]) == 3
+
+
+def test_gradescope_export_has_one_test_per_item(example_grade, assignment):
+    _, folder = example_grade
+    gs = json.loads((folder / "results.json").read_text())
+    assert gs["score"] == 45 and len(gs["tests"]) == len(assignment.rubric)
+    assert {"name", "score", "max_score", "output", "visibility"} <= set(gs["tests"][0])
+
+
+PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta line, evidence it must show)
+    "no-zero-grad": (["ae_training"], [("            optimizer.zero_grad()\n            loss.backward()", "            loss.backward()")],
+                     None, "zero_grad?"),
+    "no-optimizer-step": (["ae_training"], [("            optimizer.step()\n            losses.append", "            losses.append")],
+                          None, "the weights did not change"),
+    "learning-rate-ignored": (["ae_training"], [("torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
+                                                  "torch.optim.Adam(model.parameters())\n    losses = []")],
+                              None, "passed 0.00037, optimizer ran at 0.001"),
+    "vae-loop-without-backward": (["vae_training"], [("            total_loss.backward()\n", "")], None,
+                                  "a backward pass before every step"),
+    "tuned-beta-10": (["beta_tuning"], [], "tuned_beta = 10.0", "the posterior collapsed"),
+    "tuned-beta-0": (["beta_tuning"], [], "tuned_beta = 0.0", "beta is too small"),
+}  # fmt: skip
+
+# Another loss convention with the same tuned beta written in it: in fact fine.
+VARIANTS = {
+    "kl-mean-over-dims": ([(".sum(dim=1).mean()", ".mean()")], "tuned_beta = 0.0064"),
+    "sums-over-everything": ([(".sum(dim=1).mean()", ".sum()"), ("rec_loss = F.mse_loss(rec, x)", 'rec_loss = F.mse_loss(rec, x, reduction="sum")')],
+                             "tuned_beta = 0.0784"),
+    "log-variance": ([("z = mu + torch.exp(log_sigma) * eps", "z = mu + torch.exp(0.5 * log_sigma) * eps"),
+                      ("kl_divergence(mu, log_sigma, zeros, zeros)", "kl_divergence(mu, 0.5 * log_sigma, zeros, zeros)")], TUNED),
+}  # fmt: skip
+
+
+def _planted(tmp_path, name, edits, tuned):
+    folder = copy_example(tmp_path / name, edits)
+    if tuned:
+        toml = folder / "submission.toml"
+        toml.write_text(toml.read_text().replace(TUNED, tuned))
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_planted_training_bug_costs_exactly_its_items_and_names_the_cause(name, tmp_path, run_grade):
+    lost, edits, tuned, cause = PLANTED[name]
+    result = run_grade(_planted(tmp_path, name, edits, tuned))
+    short = {i.id: i.evidence for i in result.items if i.points < i.max_points}
+    assert sorted(short) == sorted(lost), short
+    assert any(cause in e for e in short[lost[0]]), short
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_other_loss_convention_with_its_own_beta_keeps_45(name, tmp_path, run_grade):
+    edits, tuned = VARIANTS[name]
+    result = run_grade(_planted(tmp_path, name, edits, tuned if tuned != TUNED else None))
+    assert result.total == 45, {i.id: i.evidence for i in result.items if i.points < i.max_points}
+    beta = next(i for i in result.items if i.id == "beta_tuning")
+    assert beta.metrics["beta_reference_convention"] == pytest.approx(1e-4)
+
+
+def test_a_hanging_train_autoencoder_costs_ae_training_only(tmp_path, run_grade):
+    folder = copy_example(tmp_path / "hang", [("    model.to(device)\n    model.train()\n    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
+                                                "    while True:\n        pass")])  # fmt: skip
+    result = run_grade(folder, train_timeout_s=20)
+    items = {i.id: i for i in result.items}
+    assert items["ae_training"].status == "timeout" and items["ae_training"].points == 0
+    assert {i.id for i in result.items if i.points < i.max_points} == {"ae_training"}
+    assert any("the AE path uses the reference's AE" in e for e in items["interpolation"].evidence)
