@@ -239,6 +239,7 @@ class GradingSpec:
     collapse_kl: float = 1.0  # KL per image (nats) at or below which the posterior has collapsed
     active_share: float = 0.9  # beta = 0: at least this share of the latent units active
     path_confidence_share: float = 0.8  # VAE interpolation frames: this share of the reference's confidence
+    eval_images: int = 2000  # test images each trained run (student's and reference's) is measured on; 0: all
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ decoded, so worker processes would only copy them (docs/checks.md).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from harness.checks.suite import (
     score_answers, scored, unit_failure,
 )  # fmt: skip
 from harness.data import Mnist, first_of_each_label, subset
-from harness.reference import ReferenceResult, load_or_train_classifier
+from harness.reference import ReferenceResult, load_model, load_or_train_classifier
 from harness.result import Result, now, run_versions
 from harness.rubric import ItemResult, failed
 from harness.sandbox import Limits, UnitOutcome, protections
@@ -69,8 +70,25 @@ def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: Referen
     clf = clf.cpu()
     real = metrics.classify(clf, data.test_images)[0]
     images, labels = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
-    judge = training.Judge(clf, data.test_images, real, a)
-    return Grader(a, profile, data, reference, judge, images, labels)
+    n = a.grading.eval_images or len(data.test_images)
+    judge = training.Judge(clf, data.test_images[:n], real, a)
+    return Grader(a, profile, data, on_eval_images(reference, a, judge.test_images, device), judge, images, labels)
+
+
+def on_eval_images(ref: ReferenceResult, a: Assignment, images: torch.Tensor, device: torch.device) -> ReferenceResult:
+    """The reference with its non-search runs' test MSE, KL and active units re-measured on the
+    grading evaluation images, so student and reference numbers come from the same images
+    (sample FID and paths do not depend on them)."""
+    runs = []
+    for run in ref.runs:
+        if not run.search:
+            model = load_model(ref, run.name, a, device)
+            run = dataclasses.replace(run, test_mse=metrics.test_mse(model, images))
+            if run.model == "vae":
+                stats = metrics.latent_stats(model, images, a.metrics.active_unit_threshold)
+                run = dataclasses.replace(run, kl=stats.kl_per_image, active_units=stats.active_units, kl_per_dim=stats.kl_per_dim)
+        runs.append(run)
+    return dataclasses.replace(ref, runs=runs)
 
 
 def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
@@ -85,7 +103,7 @@ def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
         **probe_inputs(data),
         "train_u8": g.train_images.mul(255).round().to(torch.uint8),
         "train_labels": g.train_labels,
-        "test_u8": data.test_images.mul(255).round().to(torch.uint8),
+        "test_u8": g.judge.test_images.mul(255).round().to(torch.uint8),
         "prior_z": z,
         "pair_images": pairs,
     }

@@ -473,6 +473,30 @@ def _student_loader(ctx: Context, dataset, batch: int, workers: int):
     return ctx.call(f"{ctx.names['data_loader']}(dataset, {batch}, {workers})", ctx.get("data_loader"), dataset, batch, workers)
 
 
+def warm_up(req: dict) -> None:
+    """Two training steps and an evaluation batch of the reference VAE, run by the supervisor
+    before it forks the first training unit: the CPU kernels a fresh process compiles on its
+    first steps (seconds on 2 cores) are then inherited by every unit instead of rebuilt in each.
+    Single-threaded on purpose: libgomp's thread pool does not survive a fork."""
+    from harness.assignment import load_assignment
+    from harness.models import VAE
+
+    a = load_assignment(req["assignment"])
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # a multi-threaded OpenMP pool in the parent would hang the forked units
+    batch = int(req["args"]["batch_size"])
+    model = VAE(a)
+    optimizer = torch.optim.Adam(model.parameters())
+    x = torch.rand(batch, a.data.image_channels, a.data.image_size, a.data.image_size)
+    for _ in range(2):
+        loss = model.loss(x, model(x))[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        model.eval().reconstruct(torch.rand(EVAL_BATCH, *x.shape[1:]))
+
+
 def probe_train(ctx: Context) -> dict:
     """Train one model the way the handout does and return what the harness measures:
     the loop's observed behaviour, its curves, and the trained model's test reconstructions,

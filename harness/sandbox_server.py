@@ -286,10 +286,16 @@ def main() -> None:
     reply = sys.stdout
     reply.write(json.dumps({"ready": True, "protected": protected, "reaper": reaper, "pid1": os.getpid() == 1}) + "\n")
     reply.flush()
+    warm = False
     for line in sys.stdin:
         req = json.loads(line)
         if req.get("exit"):
             break
+        if req.get("probe") == "train" and not warm:
+            from harness.probes import warm_up
+
+            warm_up(req)  # the harness's own code, once: every forked training unit inherits compiled kernels
+            warm = True
         reply.write(json.dumps(run_request(req, scratch, config.get("drop_to"))) + "\n")
         reply.flush()
     kill_descendants(os.getpid())
