@@ -10,7 +10,8 @@ resident set size and the largest peak (PSS) of any sandboxed unit.
 
 ``--agreement A,B`` grades the planted-bug and variant suites of tests/test_checks.py and
 tests/test_grade.py under both profiles and prints the share of items that earn the same
-points (target: >= 95%). Under ``full`` on a CPU that is hours; use a GPU (--device cuda).
+points (target: >= 95%); ``--suites example,grade`` keeps the training suites only. Under
+``full`` on a CPU that is hours per submission; use a GPU (--device cuda).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profiles", default="smoke,quick")
     p.add_argument("--agreement", default="", help="two profiles, e.g. quick,full")
+    p.add_argument("--suites", default="", help="only submissions whose label starts with one of these (e.g. example,grade)")
     p.add_argument("--assignment", default="variant-a")
     p.add_argument("--device", default="auto")
     p.add_argument("--cache")
@@ -94,7 +96,10 @@ def main() -> int:
                 graders[n] = make_grader(a, a.profile(n), data, build_reference(a, a.profile(n), data, device, cache, quiet=True), cache, device)
         same = total = 0
         with tempfile.TemporaryDirectory() as tmp:
+            wanted = tuple(s for s in args.suites.split(",") if s)
             for label, folder in suites(Path(tmp)).items():
+                if wanted and not label.startswith(wanted):
+                    continue
                 points = [{i.id: i.points for i in grade_submission(folder, graders[n], [], GradeOptions(device=str(device), quiet=True)).items}
                           for n in (first, second)]  # fmt: skip
                 differ = [k for k in points[0] if points[0][k] != points[1].get(k)]

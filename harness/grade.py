@@ -33,14 +33,14 @@ from harness import metrics
 from harness.assignment import Assignment, Profile
 from harness.checks import training
 from harness.checks.suite import (
-    TRAINED_ITEMS, CheckOptions, CodeOutcome, code_items, missing_name, no_code_items, open_sandbox, probe_inputs,
-    score_answers, scored, unit_failure,
+    TRAINED_ITEMS, CheckOptions, CodeOutcome, code_items, missing_name, new_result, no_code_items, open_sandbox,
+    probe_inputs, score_answers, scored, unit_failure,
 )  # fmt: skip
 from harness.data import Mnist, first_of_each_label, subset
 from harness.reference import ReferenceResult, load_model, load_or_train_classifier
-from harness.result import Result, now, run_versions
+from harness.result import Result
 from harness.rubric import ItemResult, failed
-from harness.sandbox import Limits, UnitOutcome, protections
+from harness.sandbox import Limits, UnitOutcome
 from harness.submission import Submission, load_submission
 
 @dataclass(frozen=True)
@@ -133,22 +133,10 @@ def grade_submission(folder: Path, g: Grader, protect: list[Path] = (), options:
     items = [by_id[r.id] for r in a.rubric if r.id in by_id]
     timings["total"] = round(time.perf_counter() - started, 2)
     ref = g.reference
-    return Result(
-        kind="grade",
-        submission=sub.summary(),
-        assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
-        profile=g.profile.name,
-        items=items,
-        pending=[r.id for r in a.rubric if r.id not in by_id],
-        problems=list(sub.problems),
-        answers=answers_json,
-        timings=timings,
-        protections=list(protections().lines),
-        versions=run_versions(),
-        created=now(),
-        reference={"key": ref.key, "profile": ref.profile, "tuned_beta": ref.tuned_beta, "real_fid": ref.real_fid,
-                   "runs": {r.name: training.reference_measure(r).to_json() for r in ref.runs if not r.search}},
-    )  # fmt: skip
+    reference = {"key": ref.key, "profile": ref.profile, "tuned_beta": ref.tuned_beta, "real_fid": ref.real_fid,
+                 "runs": {r.name: training.reference_measure(r).to_json() for r in ref.runs if not r.search}}  # fmt: skip
+    pending = [r.id for r in a.rubric if r.id not in by_id]
+    return new_result("grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference)
 
 
 def training_items(

@@ -90,19 +90,26 @@ def check_submission(
     order = {r.id: n for n, r in enumerate(a.rubric)}
     all_items = sorted(items + answer_items, key=lambda i: order.get(i.id, 99))
     timings["total"] = round(time.perf_counter() - started, 2)
+    return new_result("check", sub, a, "", all_items, pending, answers_json, timings)
+
+
+def new_result(kind: str, sub: Submission, a: Assignment, profile: str, items: list[ItemResult], pending: list[str],
+               answers: dict, timings: dict, reference: dict | None = None) -> Result:  # fmt: skip
+    """A result with this run's provenance: protections in force, versions, time."""
     return Result(
-        kind="check",
+        kind=kind,
         submission=sub.summary(),
         assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
-        profile="",
-        items=all_items,
+        profile=profile,
+        items=items,
         pending=pending,
         problems=list(sub.problems),
-        answers=answers_json,
+        answers=answers,
         timings=timings,
         protections=list(protections().lines),
         versions=run_versions(),
         created=now(),
+        reference=reference or {},
     )
 
 
