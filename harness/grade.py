@@ -230,7 +230,11 @@ def training_items(
     tuned_beta = sub.tuned_beta
     tuned_m = None
     if tuned_beta is None:
-        out["beta_tuning"] = failed(a.item("beta_tuning"), "fail", [f"no tuned_beta in {a.submission.meta}"])
+        why = next((p for p in sub.problems if "`tuned_beta`" in p), f"no tuned_beta in {a.submission.meta}")
+        if why.endswith(("got 0", "got 0.0")):
+            why += (": beta = 0 switches the KL term off, which is the beta = 0 experiment, not a tuned VAE "
+                    "(beta is too small)")  # fmt: skip
+        out["beta_tuning"] = failed(a.item("beta_tuning"), "fail", [why])
     else:
         beta = tuned_beta if vae_model_ok else tuned_beta * (factor or 1.0)  # the reference VAE reads the reference convention
         trainer = "student" if loop_ok else "harness"
