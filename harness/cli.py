@@ -150,15 +150,16 @@ def render_table(result) -> str:
              f"profile {result.profile}", ""]  # fmt: skip
     for p in result.problems:
         lines.append(f"  ! {p}")
-    head = f"{'item':<17}{'points':>11}  {'status':<13}evidence"
+    w = max([len(i.id) for i in result.items] + [5]) + 1
+    head = f"{'item':<{w}}{'points':>11}  {'status':<13}evidence"
     lines += [head, "-" * 100]
     for item in result.items:
         first = next((str(e).splitlines()[0] for e in item.evidence if str(e).startswith("x ")), None)
         first = first or (str(item.evidence[0]).splitlines()[0] if item.evidence else "")
         if len(first) > 70:
             first = first[:67] + "..."
-        lines.append(f"{item.id:<17}{item.points:>5g} / {item.max_points:<3g}  {item.status:<13}{first}")
-    lines += ["-" * 100, f"{'total':<17}{result.total:>5g} / {result.max_total:<3g}"
+        lines.append(f"{item.id:<{w}}{item.points:>5g} / {item.max_points:<3g}  {item.status:<13}{first}")
+    lines += ["-" * 100, f"{'total':<{w}}{result.total:>5g} / {result.max_total:<3g}"
               f"  (answers are suggestions until an instructor reviews them)", ""]  # fmt: skip
     lines.append(f"per-item evidence: result.json (docs/result-schema.md); took {result.timings.get('total', 0):.1f} s")
     return "\n".join(lines)
