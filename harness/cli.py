@@ -54,8 +54,19 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reports_dir(args: argparse.Namespace, submission: Path) -> Path:
-    return Path(args.out) / submission.resolve().name
+def _outputs(args: argparse.Namespace, folder: Path, data_root: Path, cache: Path) -> tuple[Path, list[Path]]:
+    """The submission's results folder (made now, so the sandbox can mount it read-only) and
+    every folder student code must not write."""
+    out = Path(args.out) / folder.resolve().name
+    out.mkdir(parents=True, exist_ok=True)
+    return out, [Path(args.out), folder.resolve().parent, data_root, cache]
+
+
+def _submission_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the verbs that run a submission's code."""
+    p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
+    p.add_argument("--timeout", type=float, help="seconds per check unit of student code (default: the assignment's)")
+    p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -70,9 +81,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {folder}: no such submission folder", file=sys.stderr)
         return 2
     data = load_mnist(args.data)
-    out = _reports_dir(args, folder)
-    out.mkdir(parents=True, exist_ok=True)  # exists before the sandbox starts, so it can be mounted read-only
-    protect = [Path(args.out), folder.resolve().parent, data.source.root, cache_root(args.cache)]
+    out, protect = _outputs(args, folder, data.source.root, cache_root(args.cache))
     result = check_submission(folder, a, data, protect, CheckOptions(args.timeout, args.memory))
     path = out / "check.json"
     write_result(path, result)
@@ -124,9 +133,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
     reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
     grader = make_grader(a, profile, data, reference, cache, device)
-    out = _reports_dir(args, folder)
-    out.mkdir(parents=True, exist_ok=True)  # exists before the sandbox starts, so it can be mounted read-only
-    protect = [Path(args.out), folder.resolve().parent, data.source.root, cache]
+    out, protect = _outputs(args, folder, data.source.root, cache)
     options = GradeOptions(device=str(device), check=CheckOptions(args.timeout, args.memory),
                            train_timeout_s=args.train_timeout, quiet=args.quiet)  # fmt: skip
     result = grade_submission(folder, grader, protect, options)
@@ -206,9 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)")
     p.add_argument("--data", help=f"MNIST root with MNIST/raw/ (default: ${ENV_DATA}, else the user cache, downloading)")
     p.add_argument("--cache", help="cache folder (protected from student code)")
-    p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
-    p.add_argument("--timeout", type=float, help="seconds per unit of student code (default: the assignment's)")
-    p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
+    _submission_options(p)
     p.set_defaults(func=cmd_check)
 
     p = verbs.add_parser(
@@ -220,12 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
     _common(p)
-    p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
+    _submission_options(p)
+    p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
     p.add_argument("--gradescope", nargs="?", const="", metavar="PATH",
                    help="also write Gradescope's results.json (default path: <out>/<id>/results.json)")
-    p.add_argument("--timeout", type=float, help="seconds per check unit (default: the assignment's)")
-    p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
-    p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
     p.set_defaults(func=cmd_grade)
 
     p = verbs.add_parser(

@@ -139,6 +139,13 @@ def first_of_each_label(labels: Tensor, wanted: list[int]) -> list[int]:
     return picks
 
 
+def pair_images(images: Tensor, labels: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+    """The first image of each start and end label: [len(pairs), 2, C, H, W] (interpolation ends)."""
+    starts = first_of_each_label(labels, [p[0] for p in pairs])
+    ends = first_of_each_label(labels, [p[1] for p in pairs])
+    return torch.stack([torch.stack([images[i], images[j]]) for i, j in zip(starts, ends)])
+
+
 class TensorMNIST(Dataset):
     """In-memory stand-in for ``torchvision.datasets.MNIST(transform=ToTensor())``:
     items are ``(image float32 [1, 28, 28] in [0, 1], int label)``."""

@@ -36,8 +36,8 @@ from harness.checks.suite import (
     TRAINED_ITEMS, CheckOptions, CodeOutcome, code_items, missing_name, new_result, no_code_items, open_sandbox,
     probe_inputs, score_answers, scored, unit_failure,
 )  # fmt: skip
-from harness.data import Mnist, first_of_each_label, subset
-from harness.reference import ReferenceResult, load_model, load_or_train_classifier
+from harness.data import Mnist, pair_images, subset
+from harness.reference import PRIOR_SEED_OFFSET, ReferenceResult, load_model, load_or_train_classifier
 from harness.result import Result
 from harness.rubric import ItemResult, failed
 from harness.sandbox import Limits, UnitOutcome
@@ -95,17 +95,14 @@ def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
     """What the sandbox's units read: the check images, the profile's training subset and the
     test set as bytes (exactly MNIST's), fixed prior draws (the reference's) and the path ends."""
     a, data = g.a, g.data
-    starts = first_of_each_label(data.test_labels, [p[0] for p in a.interpolation.pairs])
-    ends = first_of_each_label(data.test_labels, [p[1] for p in a.interpolation.pairs])
-    pairs = torch.stack([torch.stack([data.test_images[i], data.test_images[j]]) for i, j in zip(starts, ends)])
-    z = torch.randn(a.metrics.fid_samples, a.model.nz, generator=torch.Generator().manual_seed(a.training.seed + 1))
+    z = metrics.prior_draws(a.metrics.fid_samples, a.model.nz, PRIOR_SEED_OFFSET + a.training.seed)
     return {
         **probe_inputs(data),
         "train_u8": g.train_images.mul(255).round().to(torch.uint8),
         "train_labels": g.train_labels,
         "test_u8": g.judge.test_images.mul(255).round().to(torch.uint8),
         "prior_z": z,
-        "pair_images": pairs,
+        "pair_images": pair_images(data.test_images, data.test_labels, a.interpolation.pairs),
     }
 
 
@@ -177,7 +174,8 @@ def training_items(
             return None
         try:
             return training.measure(name, o.value, g.judge, parameterisation)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError):
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
+            o.status, o.error = "error", f"the trained model's outputs could not be measured ({type(e).__name__}: {e})"
             return None
 
     out: dict[str, ItemResult] = {}

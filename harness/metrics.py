@@ -157,8 +157,12 @@ def real_vs_real_fid(clf: Classifier, train_images: Tensor, real_features: Tenso
 def decode_prior(model: nn.Module, n: int, nz: int, seed: int) -> Tensor:
     """Decode ``n`` draws z ~ N(0, I) made with a seeded generator; images on the CPU."""
     device = next(model.parameters()).device
-    z = torch.randn(n, nz, generator=torch.Generator().manual_seed(seed)).to(device)
-    return model.eval().decoder(z).cpu()
+    return model.eval().decoder(prior_draws(n, nz, seed).to(device)).cpu()
+
+
+def prior_draws(n: int, nz: int, seed: int) -> Tensor:
+    """``n`` draws z ~ N(0, I) from a seeded generator: the same codes for every model judged."""
+    return torch.randn(n, nz, generator=torch.Generator().manual_seed(seed))
 
 
 # --------------------------------------------------------------------------- reconstructions and latents

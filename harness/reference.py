@@ -35,11 +35,12 @@ from tqdm.auto import tqdm
 from harness import metrics
 from harness.assignment import Assignment, Profile, RunSpec
 from harness.cache import make_key, publish, staging_dir, versions, write_json_atomic
-from harness.data import Mnist, first_of_each_label, subset
+from harness.data import Mnist, pair_images, subset
 from harness.models import VAE, AutoEncoder
 from harness.training import Curves, TrainConfig, train
 
 SCHEMA_VERSION = 1
+PRIOR_SEED_OFFSET = 1  # sample FID decodes prior_draws(fid_samples, nz, seed + 1); grading uses the same codes
 
 
 @dataclass
@@ -157,7 +158,7 @@ def _measure(
     clf: metrics.Classifier,
     real_features: torch.Tensor,
 ) -> RunRecord:
-    samples = metrics.decode_prior(model, a.metrics.fid_samples, a.model.nz, seed=a.training.seed + 1)
+    samples = metrics.decode_prior(model, a.metrics.fid_samples, a.model.nz, seed=PRIOR_SEED_OFFSET + a.training.seed)
     quality = metrics.sample_quality(clf, samples, real_features, a.metrics.coverage_share)
     record = RunRecord(
         name=name,
@@ -173,10 +174,9 @@ def _measure(
         sample_confidence=quality.confidence,
         sample_coverage=quality.coverage,
     )
-    starts = first_of_each_label(data.test_labels, [p[0] for p in a.interpolation.pairs])
-    ends = first_of_each_label(data.test_labels, [p[1] for p in a.interpolation.pairs])
-    for (first, last), i, j in zip(a.interpolation.pairs, starts, ends):
-        frames = metrics.interpolate(model, data.test_images[i], data.test_images[j], a.interpolation.steps)
+    ends = pair_images(data.test_images, data.test_labels, a.interpolation.pairs)
+    for (first, last), (start_image, end_image) in zip(a.interpolation.pairs, ends):
+        frames = metrics.interpolate(model, start_image, end_image, a.interpolation.steps)
         path = metrics.path_quality(clf, frames)
         record.paths.append({"start": first, "end": last, "confidence": path.confidence, "max_step": path.max_step})
     if beta is not None:

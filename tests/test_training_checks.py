@@ -25,6 +25,22 @@ def test_curve_must_be_finite_and_drop():
     assert not curve_drop([1.0] * 20)[0]
     ok, text = curve_drop([1.0, float("nan"), 0.5])
     assert not ok and "non-finite" in text
+    assert curve_drop([1.0] * 10 + [0.95] * 10, 0.0)[0] and not curve_drop([1.0] * 10 + [0.95] * 10, 0.1)[0]
+
+
+def test_grading_decodes_the_reference_s_own_prior_draws():
+    from harness import metrics
+    from harness.data import pair_images
+
+    class Identity(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder = nn.Identity()
+            self.w = nn.Parameter(torch.zeros(1))
+
+    assert torch.equal(metrics.decode_prior(Identity(), 5, 3, seed=7), metrics.prior_draws(5, 3, 7))
+    images, labels = torch.arange(6.0).view(6, 1, 1, 1), torch.tensor([0, 1, 2, 1, 0, 2])
+    assert pair_images(images, labels, [(1, 2), (0, 0)]).flatten(1).tolist() == [[1.0, 2.0], [0.0, 0.0]]
 
 
 def _loop(model, steps=4, zero_grad=True, step=True, backward=True, lr=0.01):

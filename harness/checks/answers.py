@@ -99,9 +99,10 @@ def check_answer(a: Assignment, q: Question, answers: dict[str, str] | None) -> 
         evidence = [f"no answer under `## {q.id}` in answers.md" if not text else f"only {report.words} words"]
         return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", evidence, report.to_json()), report
     share = len(report.found) / len(q.concepts) if q.concepts else 1.0
-    if q.concepts and not report.found and len(topic_words(a, text)) < MIN_TOPIC_WORDS:
+    on_topic = topic_words(a, text) if q.concepts and not report.found else set()
+    if q.concepts and not report.found and len(on_topic) < MIN_TOPIC_WORDS:
         evidence = [f"off-topic: {report.words} words, none about the question (no expected concept, fewer than "
-                    f"{MIN_TOPIC_WORDS} of the assignment's words: {', '.join(sorted(topic_words(a, text))) or 'none'})"]  # fmt: skip
+                    f"{MIN_TOPIC_WORDS} of the assignment's words: {', '.join(sorted(on_topic)) or 'none'})"]  # fmt: skip
         return ItemResult(q.rubric_item, title, 0.0, max_points, "fail", evidence, report.to_json()), report
     evidence = [f"{report.words} words (limit {q.word_limit})"]
     if report.found:

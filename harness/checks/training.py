@@ -131,25 +131,23 @@ def contract_part(part: str, contract: dict | None, fn: str) -> PartScore:
     return PartScore(part, 1.0, f"{fn}: one step per batch after a fresh backward pass, at the learning rate passed in")
 
 
-def curve_drop(values: list[float]) -> tuple[bool, str]:
-    """Finite, and the last tenth's mean at least ``drop`` below the first tenth's."""
+def curve_drop(values: list[float], drop: float = 0.0) -> tuple[bool, str]:
+    """Finite, and the last tenth's mean at least ``drop`` (a share) below the first tenth's."""
     if not values:
         return False, "no loss values"
     if not all(math.isfinite(v) for v in values):
         return False, f"non-finite loss values (first at iteration {next(i for i, v in enumerate(values) if not math.isfinite(v))})"
     k = max(1, len(values) // 10)
     first, last = sum(values[:k]) / k, sum(values[-k:]) / k
-    return last < first, f"{first:.4g} over the first tenth -> {last:.4g} over the last"
+    text = f"{first:.4g} over the first tenth -> {last:.4g} over the last"
+    if last < first and first > 0:
+        text += f" ({(1 - last / first):.0%} lower; at least {drop:.0%} expected)"
+    return last < first and last <= first * (1 - drop), text
 
 
 def curve_part(part: str, g: GradingSpec, curves: dict[str, list[float]], beta: float = 0.0, label: str = "") -> PartScore:
     total = [r + beta * k for r, k in zip(curves["rec"], curves.get("kl") or [0.0] * len(curves["rec"]))]
-    ok, text = curve_drop(total)
-    if ok:
-        k = max(1, len(total) // 10)
-        first, last = sum(total[:k]) / k, sum(total[-k:]) / k
-        ok = last <= first * (1 - g.curve_drop)
-        text += f" ({(1 - last / first):.0%} lower; at least {g.curve_drop:.0%} expected)"
+    ok, text = curve_drop(total, g.curve_drop)
     return PartScore(part, 1.0 if ok else 0.0, f"{label}loss curve: {text}")
 
 
