@@ -176,6 +176,9 @@ class Concept:
     synonyms: tuple[str, ...]
 
 
+QUESTION_SECTIONS = ("ae", "vae", "interpolation", "")  # "": after everything else
+
+
 @dataclass(frozen=True)
 class Question:
     id: str
@@ -183,6 +186,7 @@ class Question:
     word_limit: int
     concepts: tuple[Concept, ...]
     rubric_item: str = ""  # the rubric item this answer earns (alone, or with code)
+    section: str = ""  # where the documents quote it: after the AE samples, the VAE runs or the paths
 
 
 @dataclass(frozen=True)
@@ -384,6 +388,9 @@ def _validate(a: Assignment, file: str) -> None:
                 "make the parts' points add up to the item's points",
             )
     for q in a.questions:
+        if q.section not in QUESTION_SECTIONS:
+            raise AssignmentError(file, f"questions.{q.id}.section", f"unknown section {q.section!r}",
+                                  f"use one of {', '.join(repr(x) for x in QUESTION_SECTIONS)}")  # fmt: skip
         if q.rubric_item and q.rubric_item not in items:
             raise AssignmentError(
                 file, f"questions.{q.id}.rubric_item", f"no rubric item {q.rubric_item!r}", "name an item of [[rubric]]"

@@ -19,12 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.data import user_cache_dir
 
 ENV_CACHE = "HARNESS_CACHE"
 
 
 def cache_root(cache: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Path:
+    from harness.data import user_cache_dir  # lazily: reading results must not import torch
+
     if cache:
         return Path(cache).expanduser()
     if env.get(ENV_CACHE):

@@ -109,13 +109,10 @@ def render_checklist(result) -> str:
     return "\n".join(lines)
 
 
-def cmd_grade(args: argparse.Namespace) -> int:
-    from harness.cache import cache_root, write_json_atomic
-    from harness.checks.suite import CheckOptions
+def _training_setup(args: argparse.Namespace):
+    """What the verbs that train a submission share: (assignment, profile, submission folder,
+    device, data), or None after saying that the folder does not exist."""
     from harness.data import load_mnist
-    from harness.grade import GradeOptions, grade_submission, make_grader
-    from harness.reference import build_reference
-    from harness.result import gradescope, write_result
     from harness.training import resolve_device
 
     a = load_assignment(args.assignment)
@@ -123,9 +120,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
     folder = Path(args.submission)
     if not folder.is_dir():
         print(f"error: {folder}: no such submission folder", file=sys.stderr)
+        return None
+    return a, profile, folder, resolve_device(args.device), load_mnist(args.data)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from harness.cache import cache_root, write_json_atomic
+    from harness.checks.suite import CheckOptions
+    from harness.grade import GradeOptions, grade_submission, make_grader
+    from harness.reference import build_reference
+    from harness.result import gradescope, write_result
+
+    setup = _training_setup(args)
+    if setup is None:
         return 2
-    device = resolve_device(args.device)
-    data = load_mnist(args.data)
+    a, profile, folder, device, data = setup
     cache = cache_root(args.cache)
     started = time.perf_counter()
     if not args.quiet:
@@ -136,18 +145,78 @@ def cmd_grade(args: argparse.Namespace) -> int:
     out, protect = _outputs(args, folder, data.source.root, cache)
     options = GradeOptions(device=str(device), check=CheckOptions(args.timeout, args.memory),
                            train_timeout_s=args.train_timeout, quiet=args.quiet)  # fmt: skip
-    result = grade_submission(folder, grader, protect, options)
+    result = grade_submission(folder, grader, protect, options, artifacts_path=out / "runs.npz")
     path = out / "result.json"
     write_result(path, result)
     print(render_table(result))
-    print(f"written: {path}")
+    print(f"written: {path}, {out / result.artifacts}")
     if args.gradescope is not None:
         gs = Path(args.gradescope) if args.gradescope else out / "results.json"
         gs.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(gs, gradescope(result))
         print(f"written: {gs} (Gradescope)")
+    code = 0 if args.no_report else _render(out, ["report"], args.quiet)
     print(f"done in {time.perf_counter() - started:.1f} s")
-    return 0
+    return code
+
+
+def _render(folder: Path, documents: list[str] | None = None, quiet: bool = False) -> int:
+    """Render documents in a child process; print what was written and what failed (exit 1)."""
+    from harness.render import render_folder
+
+    code = 0
+    if not quiet:
+        print(f"rendering {', '.join(documents or ['every document'])} in {folder} ...", file=sys.stderr)
+    for r in render_folder(folder, documents):
+        for path in (r.html, r.pdf):
+            if path is not None:
+                print(f"written: {path}")
+        if r.error:
+            print(f"error: {r.document}: {r.error}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.cache import cache_root
+    from harness.report import RESULT_NAME, ReportOptions, write_up
+    from harness.result import write_result
+
+    setup = _training_setup(args)
+    if setup is None:
+        return 2
+    a, profile, folder, device, data = setup
+    started = time.perf_counter()
+    if not args.quiet:
+        print(f"training {folder} with its own code for the write-up, profile {profile.name} ({profile.description}), "
+              f"device {device}", file=sys.stderr)  # fmt: skip
+    out, protect = _outputs(args, folder, data.source.root, cache_root(args.cache))
+    options = ReportOptions(str(device), args.train_timeout, args.memory, args.quiet)
+    result = write_up(folder, a, profile, data, out, protect, options)
+    write_result(out / RESULT_NAME, result)
+    for p in result.problems:
+        print(f"  ! {p}")
+    for name, run in result.runs.items():
+        if run["status"] != "ok":
+            print(f"  ! run {name}: {run['error']}")
+    print(f"written: {out / RESULT_NAME}, {out / result.artifacts}")
+    code = _render(out, ["write-up"], args.quiet)
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return code
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"error: {folder}: no such reports folder", file=sys.stderr)
+        return 2
+    from harness.render import documents_in
+
+    found = documents_in(folder)
+    if not found:
+        print(f"error: {folder} has neither result.json (from grade) nor write-up.json (from report)", file=sys.stderr)
+        return 2
+    return _render(folder, args.document or found, args.quiet)
 
 
 def render_table(result) -> str:
@@ -229,7 +298,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
     p.add_argument("--gradescope", nargs="?", const="", metavar="PATH",
                    help="also write Gradescope's results.json (default path: <out>/<id>/results.json)")
+    p.add_argument("--no-report", action="store_true", help="skip the instructor report (report.html and report.pdf)")
     p.set_defaults(func=cmd_grade)
+
+    p = verbs.add_parser(
+        "report",
+        help="train your submission with your own code and write the write-up (HTML and PDF)",
+        description="Train the AE and the VAEs (beta = 0, 10 and your tuned beta) with your own code in the sandbox "
+        "and write <out>/<id>/write-up.html and write-up.pdf in the course's order (docs/reports.md). "
+        "Exit 1 when the write-up could not be rendered (the HTML is kept when only the PDF failed).",
+    )
+    p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
+    _common(p)
+    p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
+    p.add_argument("--memory", type=int, help="memory cap per run in MB (default: the assignment's)")
+    p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
+    p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser(
+        "render",
+        help="render a reports folder's documents again from its stored results (no training)",
+        description="Re-render report.html/.pdf from result.json and write-up.html/.pdf from write-up.json, with "
+        "their stored run artefacts (docs/reports.md). Exit 1 when a document could not be rendered.",
+    )
+    p.add_argument("folder", help="a submission's reports folder, e.g. reports/<id>")
+    p.add_argument("--document", action="append", choices=["report", "write-up"], help="only this document (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_render)
 
     p = verbs.add_parser(
         "init",

@@ -29,7 +29,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from harness import metrics
+import numpy as np
+
+from harness import artifacts, metrics
 from harness.assignment import Assignment, Profile
 from harness.checks import training
 from harness.checks.suite import (
@@ -63,6 +65,7 @@ class Grader:
     judge: training.Judge
     train_images: torch.Tensor
     train_labels: torch.Tensor
+    reference_arrays: dict[str, np.ndarray]  # what the reports show of the reference (harness.artifacts)
 
 
 def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: ReferenceResult, cache: Path, device: torch.device) -> Grader:
@@ -72,7 +75,23 @@ def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: Referen
     images, labels = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
     n = a.grading.eval_images or len(data.test_images)
     judge = training.Judge(clf, data.test_images[:n], real, a)
-    return Grader(a, profile, data, on_eval_images(reference, a, judge.test_images, device), judge, images, labels)
+    reference = on_eval_images(reference, a, judge.test_images, device)
+    return Grader(a, profile, data, reference, judge, images, labels, reference_arrays(reference, a, data, device))
+
+
+def reference_arrays(ref: ReferenceResult, a: Assignment, data: Mnist, device: torch.device) -> dict[str, np.ndarray]:
+    """The reference's samples (the students' prior draws, decoded by each reference model) and
+    per-dimension KL, for the reports; plus the shown test inputs and evaluation labels."""
+    z = metrics.prior_draws(a.metrics.fid_samples, a.model.nz, PRIOR_SEED_OFFSET + a.training.seed)[: a.sampling.n]
+    n = a.grading.eval_images or len(data.test_images)
+    out = artifacts.test_arrays(data.test_images[:n], data.test_labels[:n], a.interpolation.pairs, a.sampling.grid)
+    for run in ref.runs:
+        if not run.search:
+            with torch.no_grad():
+                out[f"reference/{run.name}/samples"] = artifacts.to_u8(load_model(ref, run.name, a, device).decoder(z.to(device)))
+            if run.kl_per_dim is not None:
+                out[f"reference/{run.name}/kl_per_dim"] = np.asarray(run.kl_per_dim, dtype=np.float32)
+    return out
 
 
 def on_eval_images(ref: ReferenceResult, a: Assignment, images: torch.Tensor, device: torch.device) -> ReferenceResult:
@@ -106,7 +125,11 @@ def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
     }
 
 
-def grade_submission(folder: Path, g: Grader, protect: list[Path] = (), options: GradeOptions = GradeOptions()) -> Result:
+def grade_submission(
+    folder: Path, g: Grader, protect: list[Path] = (), options: GradeOptions = GradeOptions(), artifacts_path: Path | None = None
+) -> Result:
+    """Grade one submission; with ``artifacts_path``, also store what its reports show there
+    (``harness.artifacts``), named in the result's ``artifacts`` field."""
     a = g.a
     started = time.perf_counter()
     sub = load_submission(folder, a)
@@ -117,29 +140,90 @@ def grade_submission(folder: Path, g: Grader, protect: list[Path] = (), options:
                           a.sandbox.output_cap_kb, threads)  # fmt: skip
     timings: dict[str, float] = {}
     answer_items, answers_json = score_answers(a, sub)
+    runs: dict[str, dict] = {}
+    arrays: dict[str, np.ndarray] = dict(g.reference_arrays)
 
     if sub.has_code:
         with open_sandbox(sub, a, grading_inputs(g), list(protect)) as box:
             code = code_items(box, a, check_limits, timings)
-            trained = training_items(box, sub, g, code, train_limits, options, timings, answer_items.get("interpolation"))
+            trained = training_items(box, sub, g, code, train_limits, options, timings, answer_items.get("interpolation"),
+                                     runs, arrays)  # fmt: skip
     else:
         code = CodeOutcome(no_code_items(a))
         trained = {i: failed(a.item(i), "fail", [f"{a.submission.module} is missing"]) for i in TRAINED_ITEMS}
+        runs = {n: skipped_record(r, k, b, f"{a.submission.module} is missing") for n, r, k, b in planned_runs(a)}
 
     by_id = {i.id: i for i in code.items} | {k: v for k, v in answer_items.items() if k not in TRAINED_ITEMS} | trained
     items = [by_id[r.id] for r in a.rubric if r.id in by_id]
     timings["total"] = round(time.perf_counter() - started, 2)
     ref = g.reference
     reference = {"key": ref.key, "profile": ref.profile, "tuned_beta": ref.tuned_beta, "real_fid": ref.real_fid,
-                 "runs": {r.name: training.reference_measure(r).to_json() for r in ref.runs if not r.search}}  # fmt: skip
+                 "criterion": ref.criterion, "classifier_accuracy": ref.classifier_accuracy,
+                 "runs": {r.name: training.reference_measure(r).to_json() for r in ref.runs if not r.search},
+                 "search": [{"beta": r.beta, "test_mse": r.test_mse, "sample_fid": r.sample_fid, "kl": r.kl}
+                            for r in ref.runs if r.search]}  # fmt: skip
     pending = [r.id for r in a.rubric if r.id not in by_id]
-    return new_result("grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference)
+    result = new_result("grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference)
+    result.runs = runs
+    if artifacts_path is not None:
+        artifacts.write_artifacts(artifacts_path, arrays)
+        result.artifacts = artifacts_path.name
+    return result
+
+
+def run_training_unit(box, sub_id: str, unit: str, args: dict, limits: Limits, total_steps: int, quiet: bool,
+                      timings: dict) -> UnitOutcome:  # fmt: skip
+    """One training unit in the sandbox, with a progress bar fed by the steps the unit reports."""
+    with tqdm(total=total_steps, desc=f"{sub_id} {unit}", unit="step", disable=quiet, leave=False) as bar:
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(0.5):
+                bar.update(max(0, min(box.progress(unit), total_steps) - bar.n))
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        outcome = box.run(unit, "train", limits, args)
+        done.set()
+        poller.join()
+    timings[unit] = outcome.seconds
+    timings[f"peak_mb:{unit}"] = round(outcome.peak_memory_mb, 1)
+    return outcome
+
+
+def run_record(role: str, args: dict, o: UnitOutcome, m: training.RunMeasure | None = None) -> dict:
+    """A training run as the result's ``runs`` entry: its role (ae, fixed, tuned), what ran,
+    how it ended, what was measured."""
+    rec = {"role": role, "kind": args["kind"], "beta": args.get("beta"), "epochs": args["epochs"],
+           "learning_rate": args["learning_rate"], "unit": o.unit, "status": o.status, "error": "" if o.ok else o.describe(),
+           "traceback": o.traceback, "seconds": round(o.seconds, 2), "trainer": args.get("trainer", "student"),
+           "model": "reference" if args.get("reference_model") else "student"}  # fmt: skip
+    if m is not None:
+        rec["measure"] = m.to_json()
+    return rec
+
+
+def skipped_record(role: str, kind: str, beta: float | None, why: str) -> dict:
+    """A run that could not start (a missing function, no tuned_beta): the documents say why."""
+    return {"role": role, "kind": kind, "beta": beta, "status": "not run", "error": why, "traceback": ""}
+
+
+def planned_runs(a: Assignment) -> list[tuple[str, str, str, float | None]]:
+    """(name, role, kind, beta) of every run the documents show, in their order."""
+    t = a.training
+    return ([(t.ae.name, "ae", "ae", None)] + [(s.name, "fixed", "vae", s.beta) for s in t.fixed]
+            + [(t.tuned.name, "tuned", "vae", None)])  # fmt: skip
 
 
 def training_items(
     box, sub: Submission, g: Grader, code: CodeOutcome, limits: Limits, options: GradeOptions, timings: dict,
-    interpolation_answer: ItemResult | None,
+    interpolation_answer: ItemResult | None, runs: dict[str, dict] | None = None, arrays: dict | None = None,
 ) -> dict[str, ItemResult]:  # fmt: skip
+    """The four trained items; ``runs`` and ``arrays``, when given, receive each run's record
+    and its report artefacts."""
+    runs = {} if runs is None else runs
+    arrays = {} if arrays is None else arrays
+    roles = {name: role for name, role, _, _ in planned_runs(g.a)}
     a, profile, ref, t = g.a, g.profile, g.reference, g.a.training
     names = a.submission.names
     vm = code.vae_metrics
@@ -151,32 +235,21 @@ def training_items(
     batches = -(-len(g.train_images) // t.batch_size)
 
     def run(unit: str, args: dict) -> UnitOutcome:
-        """One training unit, with a progress bar fed by the steps the unit reports."""
-        total = args["epochs"] * batches
-        with tqdm(total=total, desc=f"{sub.id} {unit}", unit="step", disable=options.quiet, leave=False) as bar:
-            done = threading.Event()
+        return run_training_unit(box, sub.id, unit, {**common, **args}, limits, args["epochs"] * batches, options.quiet, timings)
 
-            def poll() -> None:
-                while not done.wait(0.5):
-                    bar.update(max(0, min(box.progress(unit), total) - bar.n))
-
-            poller = threading.Thread(target=poll, daemon=True)
-            poller.start()
-            outcome = box.run(unit, "train", limits, {**common, **args})
-            done.set()
-            poller.join()
-        timings[unit] = outcome.seconds
-        timings[f"peak_mb:{unit}"] = round(outcome.peak_memory_mb, 1)
-        return outcome
-
-    def measured(name: str, o: UnitOutcome) -> training.RunMeasure | None:
-        if not o.ok:
-            return None
-        try:
-            return training.measure(name, o.value, g.judge, parameterisation)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
-            o.status, o.error = "error", f"the trained model's outputs could not be measured ({type(e).__name__}: {e})"
-            return None
+    def measured(name: str, o: UnitOutcome, args: dict) -> training.RunMeasure | None:
+        m = None
+        if o.ok:
+            try:
+                m = training.measure(name, o.value, g.judge, parameterisation)
+                m.source = "reference" if args.get("reference_model") else "student"  # whose model the loop trained
+                arrays.update(artifacts.run_arrays(name, o.value, args["kind"], a.model.nz, a.sampling.n, m.kl_per_dim,
+                                                   embed=roles[name] in ("ae", "tuned")))  # fmt: skip
+            except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
+                o.status, o.error = "error", f"the trained model's outputs could not be measured ({type(e).__name__}: {e})"
+                m = None
+        runs[name] = run_record(roles[name], args, o, m)
+        return m
 
     out: dict[str, ItemResult] = {}
     # ---- the AE loop, on the student's AE when it passed its checks
@@ -186,15 +259,16 @@ def training_items(
     ae_m = None
     if not code.has("train_autoencoder"):
         out["ae_training"] = missing_name(a, "ae_training", names.train_autoencoder, [])
+        runs[t.ae.name] = skipped_record("ae", "ae", None, out["ae_training"].evidence[0])
     else:
-        o = run("train-ae", {"kind": "ae", "epochs": profile.epochs(t.ae.epochs), "learning_rate": t.ae.learning_rate,
-                             "contract": True, "reference_model": not ae_model_ok})  # fmt: skip
-        ae_m = measured(t.ae.name, o)
+        args = {"kind": "ae", "epochs": profile.epochs(t.ae.epochs), "learning_rate": t.ae.learning_rate,
+                "contract": True, "reference_model": not ae_model_ok}  # fmt: skip
+        o = run("train-ae", args)
+        ae_m = measured(t.ae.name, o, args)
         if ae_m is None:
             out["ae_training"] = unit_failure("ae_training", a, o, f"training with {names.train_autoencoder}")
         else:
             out["ae_training"] = scored("ae_training", a, lambda: training.score_ae_training(a, o.value, ae_m, ref, note))
-            ae_m.source = "student" if ae_model_ok else "reference"
 
     # ---- the VAE loop at the fixed betas, on the student's VAE when it passed its checks
     vae_model_ok = code.item("vae_model").status == "pass" and "vae" not in code.broken
@@ -206,12 +280,14 @@ def training_items(
     loop_ok = False
     if not code.has("train_vae"):
         out["vae_training"] = missing_name(a, "vae_training", names.train_vae, [])
+        runs.update({s.name: skipped_record("fixed", "vae", s.beta, out["vae_training"].evidence[0]) for s in t.fixed})
     else:
         failure = None
         for n, spec in enumerate(t.fixed):
-            o = run(f"train-{spec.name}", {**vae_args, "beta": spec.beta, "epochs": profile.epochs(spec.epochs),
-                                            "learning_rate": spec.learning_rate, "contract": n == 0})  # fmt: skip
-            m = measured(spec.name, o)
+            args = {**vae_args, "beta": spec.beta, "epochs": profile.epochs(spec.epochs),
+                    "learning_rate": spec.learning_rate, "contract": n == 0}  # fmt: skip
+            o = run(f"train-{spec.name}", args)
+            m = measured(spec.name, o, args)
             if m is None:
                 failure = failure or (o, spec.name)
             else:
@@ -233,12 +309,14 @@ def training_items(
             why += (": beta = 0 switches the KL term off, which is the beta = 0 experiment, not a tuned VAE "
                     "(beta is too small)")  # fmt: skip
         out["beta_tuning"] = failed(a.item("beta_tuning"), "fail", [why])
+        runs[t.tuned.name] = skipped_record("tuned", "vae", None, why)
     else:
         beta = tuned_beta if vae_model_ok else tuned_beta * (factor or 1.0)  # the reference VAE reads the reference convention
         trainer = "student" if loop_ok else "harness"
-        o = run("train-tuned", {**vae_args, "beta": beta, "epochs": profile.epochs(t.tuned.epochs),
-                                "learning_rate": t.tuned.learning_rate, "trainer": trainer})  # fmt: skip
-        tuned_m = measured(t.tuned.name, o)
+        args = {**vae_args, "beta": beta, "epochs": profile.epochs(t.tuned.epochs),
+                "learning_rate": t.tuned.learning_rate, "trainer": trainer}  # fmt: skip
+        o = run("train-tuned", args)
+        tuned_m = measured(t.tuned.name, o, args)
         notes = [n for n in (note, "your VAE loop did not pass its checks, so the harness's loop trained the tuned run"
                              if trainer == "harness" else "") if n]  # fmt: skip
         if tuned_m is None:
@@ -246,8 +324,6 @@ def training_items(
         else:
             out["beta_tuning"] = scored("beta_tuning", a, lambda: training.score_beta_tuning(
                 a, tuned_beta, o.value, tuned_m, ref, factor, vm.get("kl_reduction"), "; ".join(notes)))  # fmt: skip
-            if not vae_model_ok:
-                tuned_m.source = "reference"
 
     # ---- interpolation: the student's paths where their models are usable, else the reference's
     ae_path = ae_m if ae_m is not None and ae_m.source == "student" else training.reference_measure(ref.run(t.ae.name))

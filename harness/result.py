@@ -23,7 +23,7 @@ SCHEMA = "harness.result/1"
 
 @dataclass
 class Result:
-    kind: Literal["check", "grade"]
+    kind: Literal["check", "grade", "write-up"]
     submission: dict[str, Any]  # id, student, student_id, tuned_beta, content_hash
     assignment: dict[str, Any]  # id, title, digest
     profile: str
@@ -36,6 +36,8 @@ class Result:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     reference: dict[str, Any] = field(default_factory=dict)  # grade: the reference it was judged against
+    runs: dict[str, Any] = field(default_factory=dict)  # grade, write-up: each training run, how it ended, measures
+    artifacts: str = ""  # grade, write-up: the run artefacts file beside this one (harness.artifacts)
 
     @property
     def total(self) -> float:

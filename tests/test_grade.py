@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from pypdf import PdfReader
 
 from harness.grade import GradeOptions, grade_submission, make_grader
 from harness.reference import build_reference
@@ -74,6 +75,14 @@ def test_gradescope_export_has_one_test_per_item(example_grade, assignment):
     gs = json.loads((folder / "results.json").read_text())
     assert gs["score"] == 45 and len(gs["tests"]) == len(assignment.rubric)
     assert {"name", "score", "max_score", "output", "visibility"} <= set(gs["tests"][0])
+
+
+def test_grade_writes_the_instructor_report_as_html_and_pdf(example_grade):
+    proc, folder = example_grade
+    assert {"report.html", "report.pdf", "runs.npz"} <= {p.name for p in folder.iterdir()}
+    assert f"written: {folder / 'report.pdf'}" in proc.stdout
+    text = " ".join(page.extract_text() for page in PdfReader(folder / "report.pdf").pages)
+    assert "45 / 45" in text and "Evidence per item" in text
 
 
 PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta line, evidence it must show)

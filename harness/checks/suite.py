@@ -119,8 +119,10 @@ def score_answers(a: Assignment, sub: Submission) -> tuple[dict[str, ItemResult]
     items, reports = {}, {}
     for q in a.questions:
         item, report = check_answer(a, q, answers)
-        if report:
-            reports[q.id] = report.to_json()
+        text = (answers or {}).get(q.id, "")
+        # the documents quote each question and answer from the result alone
+        reports[q.id] = {"prompt": q.prompt, "text": text, "section": q.section,
+                         **(report.to_json() if report else {"words": 0, "limit": q.word_limit})}  # fmt: skip
         if item is not None:
             items[q.rubric_item] = item
     return items, reports

@@ -43,6 +43,7 @@ class RunMeasure:
     sample_confidence: float
     kl: float | None = None
     active_units: int | None = None
+    kl_per_dim: list[float] | None = None
     paths: list[dict] = field(default_factory=list)
     curves: dict[str, list[float]] | None = None
     seconds: float = 0.0
@@ -73,7 +74,7 @@ def measure(name: str, value: dict, judge: Judge, parameterisation: str | None) 
         factor = PARAMETERISATIONS.get(parameterisation or "log_sigma", 1.0)
         stats = metrics.posterior_stats(q[:, : a.model.nz].double(), factor * q[:, a.model.nz :].double(),
                                         a.metrics.active_unit_threshold)  # fmt: skip
-        m.kl, m.active_units = stats.kl_per_image, stats.active_units
+        m.kl, m.active_units, m.kl_per_dim = stats.kl_per_image, stats.active_units, stats.kl_per_dim
     for (start, end), frames in zip(a.interpolation.pairs, value["paths"]):
         path = metrics.path_quality(judge.clf, _finite(frames))
         m.paths.append({"start": start, "end": end, "confidence": path.confidence, "max_step": path.max_step})
@@ -82,7 +83,7 @@ def measure(name: str, value: dict, judge: Judge, parameterisation: str | None) 
 
 def reference_measure(run: RunRecord) -> RunMeasure:
     return RunMeasure(run.name, run.test_mse, run.sample_fid, run.sample_coverage, run.sample_confidence,
-                      run.kl, run.active_units, list(run.paths), None, run.seconds, "reference")  # fmt: skip
+                      run.kl, run.active_units, run.kl_per_dim, list(run.paths), None, run.seconds, "reference")  # fmt: skip
 
 
 def _finite(x: Tensor) -> Tensor:
