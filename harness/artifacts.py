@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from harness.cache import write_bytes_atomic
 
 if TYPE_CHECKING:  # rendering reads artefacts without importing torch (seconds saved per document)
     from torch import Tensor
@@ -95,13 +95,9 @@ def run_arrays(name: str, value: dict, kind: str, nz: int, n_samples: int, kl_pe
 
 def write_artifacts(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Atomic, like result.json: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_artifacts(path: Path) -> dict[str, np.ndarray]:

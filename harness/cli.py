@@ -124,7 +124,45 @@ def _training_setup(args: argparse.Namespace):
     return a, profile, folder, resolve_device(args.device), load_mnist(args.data)
 
 
+def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path, cache: Path, device: str,
+                  started: float) -> int:  # fmt: skip
+    """``grade`` on a folder of submissions: a batch over one shared reference (harness.batch)."""
+    import os
+
+    from harness.batch import BatchLocked, BatchOptions, grade_batch
+    from harness.checks.suite import CheckOptions
+    from harness.grade import GradeOptions
+
+    out = Path(args.out)
+    if args.gradescope is not None:
+        print("note: --gradescope writes one submission's file; it is ignored for a folder of submissions", file=sys.stderr)
+    protect = [out, root.resolve(), data_root, cache]
+    workers = max(1, args.workers)
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)  # workers x threads = the cores this process may use
+    options = BatchOptions(workers=workers, force=args.force, render=not args.no_report, quiet=args.quiet,
+                           grade=GradeOptions(device=device, check=CheckOptions(args.timeout, args.memory),
+                                              train_timeout_s=args.train_timeout, threads=threads, quiet=True))  # fmt: skip
+    try:
+        summary = grade_batch(root, grader, out, protect, options)
+    except BatchLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for o in summary.outcomes:
+        if o.error:
+            print(f"  ! {o.id}: {o.error}")
+    print(f"{len(summary.outcomes)} submissions: {summary.count('graded')} graded, {summary.count('skipped')} unchanged "
+          f"since their result (--force regrades), {summary.count('error')} errors")  # fmt: skip
+    print(f"written: {summary.grades}")
+    if summary.summary:
+        print(f"written: {summary.summary}")
+    else:
+        print(f"error: summary.html could not be drawn ({summary.summary_error})", file=sys.stderr)
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 1 if summary.count("error") else 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
+    from harness.batch import is_submission
     from harness.cache import cache_root, write_json_atomic
     from harness.checks.suite import CheckOptions
     from harness.grade import GradeOptions, grade_submission, make_grader
@@ -142,6 +180,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
     reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
     grader = make_grader(a, profile, data, reference, cache, device)
+    if not is_submission(folder, a):
+        return _grade_course(args, folder, grader, data.source.root, cache, str(device), started)
     out, protect = _outputs(args, folder, data.source.root, cache)
     options = GradeOptions(device=str(device), check=CheckOptions(args.timeout, args.memory),
                            train_timeout_s=args.train_timeout, quiet=args.quiet)  # fmt: skip
@@ -287,18 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "grade",
-        help="grade one submission on every rubric item, training its models against the reference",
+        help="grade a submission (or a folder of them) on every rubric item, training its models against the reference",
         description="Run the fast checks, train the submission's AE and VAEs with its own loops in the sandbox, "
         "and grade every rubric item against the reference trained under the same profile (built and cached "
         "first if needed). Writes <out>/<id>/result.json (docs/result-schema.md).",
     )
-    p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
+    p.add_argument("submission", help="a submission folder (docs/submission-format.md), or a folder of them (a course)")
     _common(p)
     _submission_options(p)
     p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
     p.add_argument("--gradescope", nargs="?", const="", metavar="PATH",
                    help="also write Gradescope's results.json (default path: <out>/<id>/results.json)")
     p.add_argument("--no-report", action="store_true", help="skip the instructor report (report.html and report.pdf)")
+    p.add_argument("--workers", type=int, default=1, help="a folder of submissions: how many to grade at a time (default: 1)")
+    p.add_argument("--force", action="store_true", help="a folder of submissions: regrade those whose result is up to date")
     p.set_defaults(func=cmd_grade)
 
     p = verbs.add_parser(

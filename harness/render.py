@@ -24,7 +24,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -33,6 +32,8 @@ from typing import Any
 
 import jinja2
 import numpy as np
+
+from harness.cache import write_bytes_atomic
 
 ENV_TEMPLATES = "HARNESS_TEMPLATES"
 DOCUMENTS = {  # document -> (result file, template)
@@ -218,7 +219,7 @@ def render_here(folder: Path, document: str) -> Rendered:
         out.error = f"the HTML could not be rendered ({type(e).__name__}: {e})"
         return out
     out.html = folder / f"{document}.html"
-    _write(out.html, html.encode("utf-8"))
+    write_bytes_atomic(out.html, html.encode("utf-8"))
     out.html_seconds = time.perf_counter() - started
     started = time.perf_counter()
     try:
@@ -226,23 +227,11 @@ def render_here(folder: Path, document: str) -> Rendered:
 
         pdf = HTML(string=html, base_url=str(folder)).write_pdf()
         out.pdf = folder / f"{document}.pdf"
-        _write(out.pdf, pdf)
+        write_bytes_atomic(out.pdf, pdf)
     except Exception as e:  # noqa: BLE001
         out.error = f"the PDF could not be written ({type(e).__name__}: {e}); the HTML is {out.html}"
     out.pdf_seconds = time.perf_counter() - started
     return out
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Atomic and private (0600), like result.json: documents hold names and answers."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_folder(folder: Path, documents: list[str] | None = None, timeout_s: float = 600.0) -> list[Rendered]:

@@ -71,3 +71,14 @@ def run_check(assignment, mnist):
 @pytest.fixture(scope="session")
 def example_points(run_check) -> dict[str, float]:
     return {i.id: i.points for i in run_check(EXAMPLE).items}
+
+
+@pytest.fixture(scope="session")
+def grader(assignment, mnist, session_cache):
+    """The smoke-profile grader (reference built once per session, in the session cache)."""
+    from harness.grade import make_grader
+    from harness.reference import build_reference
+
+    profile = assignment.profile("smoke")
+    ref = build_reference(assignment, profile, mnist, torch.device("cpu"), session_cache, quiet=True)
+    return make_grader(assignment, profile, mnist, ref, session_cache, torch.device("cpu"))

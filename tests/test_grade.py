@@ -12,21 +12,12 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from pypdf import PdfReader
 
-from harness.grade import GradeOptions, grade_submission, make_grader
-from harness.reference import build_reference
+from harness.grade import GradeOptions, grade_submission
 from tests.conftest import EXAMPLE, copy_example
 
 TUNED = "tuned_beta = 0.0001"
-
-
-@pytest.fixture(scope="session")
-def grader(assignment, mnist, session_cache):
-    profile = assignment.profile("smoke")
-    ref = build_reference(assignment, profile, mnist, torch.device("cpu"), session_cache, quiet=True)
-    return make_grader(assignment, profile, mnist, ref, session_cache, torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,243 @@
+"""``harness grade submissions/``: a whole course, graded against one shared reference.
+
+Every submission folder below the course folder is graded as ``harness grade`` grades one
+(its code in its own sandbox), by ``--workers`` at a time. Faults never cost data:
+
+- each submission's result is written atomically to ``<out>/<id>/result.json`` as soon as it
+  is graded, keyed by the submission's content hash, the reference and the profile; a batch
+  started again grades only what is missing or changed (``--force`` regrades everything);
+- an exception while grading one submission is recorded as its error (``<out>/<id>/error.json``)
+  and the batch goes on;
+- one batch at a time per output folder: a second one is refused with a clear message
+  (``<out>/.batch.lock``, an advisory lock the operating system releases when its holder dies).
+
+At the end ``<out>/grades.csv`` has one row per submission and ``<out>/summary.html`` is the
+course's dashboard (harness.summary; docs/batch.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from harness import __version__
+from harness.assignment import Assignment
+from harness.cache import write_bytes_atomic, write_json_atomic
+from harness.grade import GradeOptions, Grader, grade_submission
+from harness.result import load_result, write_result
+from harness.summary import write_summary
+from harness.submission import content_hash
+
+LOCK_NAME = ".batch.lock"
+ERROR_NAME = "error.json"
+GRADES_NAME = "grades.csv"
+
+
+class BatchLocked(RuntimeError):
+    """Another batch holds the output folder."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    workers: int = 1
+    force: bool = False
+    render: bool = True  # the instructor report per submission
+    quiet: bool = False
+    grade: GradeOptions = GradeOptions()
+
+
+@dataclass
+class Outcome:
+    """What happened to one submission in this batch."""
+
+    id: str
+    status: str  # "graded", "skipped" (unchanged since its result), "error"
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class BatchSummary:
+    outcomes: list[Outcome] = field(default_factory=list)
+    grades: Path | None = None  # grades.csv
+    summary: Path | None = None  # summary.html (None when it could not be drawn)
+    summary_error: str = ""
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+
+def is_submission(folder: Path, a: Assignment) -> bool:
+    """A submission folder holds the assignment's code module, metadata or answers file."""
+    spec = a.submission
+    return any((folder / name).exists() for name in (spec.module, spec.meta, spec.answers))
+
+
+def discover(root: Path) -> list[Path]:
+    """The course's submission folders: every visible sub-folder, sorted by name. A folder that
+    is not a submission is still listed; grading it records why."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def up_to_date(folder: Path, out: Path, g: Grader) -> bool:
+    """Has this exact submission already been graded, against this reference and profile, under
+    this assignment file (rubric, thresholds, questions) and harness version?"""
+    path = out / folder.name / "result.json"
+    if not path.is_file():
+        return False
+    if (out / folder.name / ERROR_NAME).is_file():  # the last attempt failed: try again
+        return False
+    try:
+        r = load_result(path)
+    except (ValueError, OSError):  # a damaged result is regraded
+        return False
+    return (r.get("submission", {}).get("content_hash") == content_hash(folder) and r.get("profile") == g.profile.name
+            and r.get("reference", {}).get("key") == g.reference.key
+            and r.get("assignment", {}).get("digest") == g.a.digest
+            and r.get("versions", {}).get("harness") == __version__)  # fmt: skip
+
+
+class _Lock:
+    """``<out>/.batch.lock``, held for the batch; refused when another process holds it."""
+
+    def __init__(self, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / LOCK_NAME
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> _Lock:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self.fd)
+            raise BatchLocked(f"{self.path.parent} is being graded by another batch ({holder}); "
+                              "wait for it to finish or use another --out folder") from None  # fmt: skip
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.ftruncate(self.fd, 0)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def grade_one(folder: Path, g: Grader, out: Path, protect: list[Path], options: BatchOptions) -> Outcome:
+    """Grade one submission and write its result (and report); any failure becomes its error record."""
+    started = time.perf_counter()
+    target = out / folder.name
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        result = grade_submission(folder, g, protect, options.grade, artifacts_path=target / "runs.npz")
+        write_result(target / "result.json", result)
+        (target / ERROR_NAME).unlink(missing_ok=True)
+    except Exception as e:  # noqa: BLE001 - one submission's failure must not end the batch
+        error = f"{type(e).__name__}: {e}"
+        try:
+            write_json_atomic(target / ERROR_NAME, {"id": folder.name, "error": error, "traceback": traceback.format_exc(limit=8)})
+        except OSError as again:
+            error += f" (and its error record could not be written: {again})"
+        return Outcome(folder.name, "error", time.perf_counter() - started, error)
+    if options.render:
+        from harness.render import render_folder
+
+        try:
+            failed = [r.error for r in render_folder(target, ["report"]) if r.error]
+        except Exception as e:  # noqa: BLE001
+            failed = [f"{type(e).__name__}: {e}"]
+        if failed:  # the grade stands; the report can be rendered again with `harness render`
+            return Outcome(folder.name, "graded", time.perf_counter() - started, f"report: {failed[0]}")
+    return Outcome(folder.name, "graded", time.perf_counter() - started)
+
+
+def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), options: BatchOptions = BatchOptions()) -> BatchSummary:
+    """Grade every submission under ``root`` that is missing or changed, ``options.workers`` at a
+    time, then write ``grades.csv``."""
+    started = time.perf_counter()
+    folders = [f for f in discover(root) if f.resolve() != Path(out).resolve()]
+    summary = BatchSummary()
+    with _Lock(out):
+        todo = [f for f in folders if options.force or not up_to_date(f, out, g)]
+        summary.outcomes += [Outcome(f.name, "skipped") for f in folders if f not in todo]
+        counts = {"pass": 0, "points lost": 0, "error": 0}
+        pool = ThreadPoolExecutor(max(1, options.workers))
+        try:
+            with tqdm(total=len(todo), desc="submissions", unit="sub", disable=options.quiet) as bar:
+                futures = [pool.submit(grade_one, f, g, out, list(protect), options) for f in todo]
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    summary.outcomes.append(outcome)
+                    counts[_verdict(out, outcome)] += 1
+                    bar.set_postfix(counts, refresh=False)
+                    bar.update(1)
+        except KeyboardInterrupt:  # what is written stays; what has not started is dropped
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            summary.grades = write_grades(out, [f.name for f in folders], g.a)
+            try:
+                summary.summary = write_summary(out, grade_rows(out, [f.name for f in folders], g.a), g.a, g.profile.name)
+            except Exception as e:  # noqa: BLE001 - the grades are written; the dashboard can be redrawn
+                summary.summary_error = f"{type(e).__name__}: {e}"
+    summary.outcomes.sort(key=lambda o: o.id)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _verdict(out: Path, outcome: Outcome) -> str:
+    """The progress bar's word for a finished submission."""
+    if outcome.status == "error":
+        return "error"
+    try:
+        r = json.loads((out / outcome.id / "result.json").read_text())
+    except (OSError, ValueError):
+        return "error"
+    return "pass" if r["total"] >= r["max_total"] else "points lost"
+
+
+def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
+    """One row per submission from its stored result (or error record): id, student, the points
+    of every rubric item, total, status and flags. Status: ``error`` (grading failed, or an item
+    errored or timed out), ``incomplete`` (the submission has problems: missing files, bad
+    metadata), ``needs_review`` (an answer awaits an instructor), else ``complete``."""
+    rows = []
+    for sid in ids:
+        row = {"id": sid, "student": "", "student_id": ""}
+        folder = out / sid
+        if (folder / ERROR_NAME).is_file():
+            err = json.loads((folder / ERROR_NAME).read_text())
+            rows.append({**row, "total": None, "max_total": None, "status": "error", "flags": err["error"]})
+            continue
+        try:
+            r = load_result(folder / "result.json")
+        except (OSError, ValueError) as e:
+            rows.append({**row, "total": None, "max_total": None, "status": "error", "flags": f"no result ({e})"})
+            continue
+        items = {i["id"]: i for i in r["items"]}
+        review = [i["id"] for i in r["items"] if i["status"] == "needs_review"]
+        broken = [f"{i['id']} {i['status']}" for i in r["items"] if i["status"] in ("error", "timeout")]
+        status = "error" if broken else "incomplete" if r.get("problems") else "needs_review" if review else "complete"
+        flags = "; ".join([*(f"review {x}" for x in review), *broken, *r.get("problems", [])])
+        rows.append({**row, "student": r["submission"].get("student", ""), "student_id": r["submission"].get("student_id", ""),
+                     **{k.id: items[k.id]["points"] if k.id in items else None for k in a.rubric},
+                     "total": r["total"], "max_total": r["max_total"], "status": status, "flags": flags})  # fmt: skip
+    columns = ["id", "student", "student_id", *(k.id for k in a.rubric), "total", "max_total", "status", "flags"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def write_grades(out: Path, ids: list[str], a: Assignment) -> Path:
+    path = out / GRADES_NAME
+    write_bytes_atomic(path, grade_rows(out, ids, a).to_csv(index=False).encode("utf-8"))
+    return path
