@@ -27,7 +27,8 @@ plt.rcParams.update({"font.family": "DejaVu Sans", "font.size": 8, "axes.titlesi
                      "axes.spines.right": False})  # fmt: skip
 
 
-def _png(fig) -> bytes:
+def to_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (tight bounding box); closes the figure."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.04, metadata={"Software": None})
     plt.close(fig)
@@ -91,7 +92,7 @@ def training_curves(rec: np.ndarray | None, kl: np.ndarray | None) -> bytes:
         if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 50:
             ax.set_yscale("log")
     fig.tight_layout(w_pad=2.0)
-    return _png(fig)
+    return to_png(fig)
 
 
 def interpolation(ae: np.ndarray, vae: np.ndarray) -> bytes:
@@ -104,7 +105,7 @@ def side_by_side(left: np.ndarray, right: np.ndarray, cols: int, titles: tuple[s
     fig, axes = plt.subplots(1, 2, figsize=(4.8, 2.55))
     for ax, images, title in zip(axes, (left, right), titles):
         _show(ax, tile(images, cols), title)
-    return _png(fig)
+    return to_png(fig)
 
 
 def beta_search(betas: list[float], mse: list[float], fid: list[float], tuned: float | None,
@@ -124,7 +125,7 @@ def beta_search(betas: list[float], mse: list[float], fid: list[float], tuned: f
             ax.axvline(tuned, color=INK, linestyle="--", linewidth=0.9, label=f"reference tuned {tuned:.3g}", zorder=3)
     axes[0].legend(frameon=False, fontsize=7)
     fig.tight_layout(w_pad=2.0)
-    return _png(fig)
+    return to_png(fig)
 
 
 def kl_per_dimension(student: np.ndarray, reference: np.ndarray | None) -> bytes:
@@ -138,7 +139,7 @@ def kl_per_dimension(student: np.ndarray, reference: np.ndarray | None) -> bytes
     ax.set_xlabel("latent dimension (sorted by KL)")
     ax.set_ylabel("KL (nats)")
     ax.legend(frameon=False, fontsize=7)
-    return _png(fig)
+    return to_png(fig)
 
 
 def embeddings(ae: np.ndarray | None, vae: np.ndarray | None, labels: np.ndarray) -> bytes:
@@ -153,4 +154,4 @@ def embeddings(ae: np.ndarray | None, vae: np.ndarray | None, labels: np.ndarray
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
     fig.colorbar(points, ax=axes[0].tolist(), ticks=range(10), label="digit", fraction=0.03)
-    return _png(fig)
+    return to_png(fig)

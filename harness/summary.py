@@ -27,7 +27,7 @@ def _uri(png: bytes) -> str:
 
 
 def total_histogram(totals: np.ndarray, max_total: float) -> bytes:
-    """How many submissions earned each total (bins of one point... up to 20 bins)."""
+    """How many submissions earned each total (at most 20 bins over 0..max_total)."""
     from harness import figures
 
     fig, ax = figures.plt.subplots(figsize=(5.5, 2.2))
@@ -37,7 +37,7 @@ def total_histogram(totals: np.ndarray, max_total: float) -> bytes:
     ax.set_xlabel("total points")
     ax.set_ylabel("submissions")
     ax.yaxis.get_major_locator().set_params(integer=True)
-    return figures._png(fig)
+    return figures.to_png(fig)
 
 
 def item_shares(grades: pd.DataFrame, a: Assignment) -> bytes:
@@ -56,7 +56,7 @@ def item_shares(grades: pd.DataFrame, a: Assignment) -> bytes:
     ax.set_yticklabels([f"{i.id} ({i.points:g})" for i in reversed(items)])
     ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel("share of the item's points (bar: mean)")
-    return figures._png(fig)
+    return figures.to_png(fig)
 
 
 def summary_context(grades: pd.DataFrame, a: Assignment, profile: str) -> dict:
