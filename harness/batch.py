@@ -63,6 +63,7 @@ class Outcome:
     status: str  # "graded", "skipped" (unchanged since its result), "error"
     seconds: float = 0.0
     error: str = ""
+    full_marks: bool = False  # graded: the total reached the maximum
 
 
 @dataclass
@@ -142,6 +143,7 @@ def grade_one(folder: Path, g: Grader, out: Path, protect: list[Path], options: 
         result = grade_submission(folder, g, protect, options.grade, artifacts_path=target / "runs.npz")
         write_result(target / "result.json", result)
         (target / ERROR_NAME).unlink(missing_ok=True)
+        full = result.total >= result.max_total
     except Exception as e:  # noqa: BLE001 - one submission's failure must not end the batch
         error = f"{type(e).__name__}: {e}"
         try:
@@ -157,8 +159,8 @@ def grade_one(folder: Path, g: Grader, out: Path, protect: list[Path], options: 
         except Exception as e:  # noqa: BLE001
             failed = [f"{type(e).__name__}: {e}"]
         if failed:  # the grade stands; the report can be rendered again with `harness render`
-            return Outcome(folder.name, "graded", time.perf_counter() - started, f"report: {failed[0]}")
-    return Outcome(folder.name, "graded", time.perf_counter() - started)
+            return Outcome(folder.name, "graded", time.perf_counter() - started, f"report: {failed[0]}", full)
+    return Outcome(folder.name, "graded", time.perf_counter() - started, full_marks=full)
 
 
 def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), options: BatchOptions = BatchOptions()) -> BatchSummary:
@@ -178,7 +180,7 @@ def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), opti
                 for future in as_completed(futures):
                     outcome = future.result()
                     summary.outcomes.append(outcome)
-                    counts[_verdict(out, outcome)] += 1
+                    counts["error" if outcome.status == "error" else "pass" if outcome.full_marks else "points lost"] += 1
                     bar.set_postfix(counts, refresh=False)
                     bar.update(1)
         except KeyboardInterrupt:  # what is written stays; what has not started is dropped
@@ -186,25 +188,15 @@ def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), opti
             raise
         finally:
             pool.shutdown(wait=True)
-            summary.grades = write_grades(out, [f.name for f in folders], g.a)
+            rows = grade_rows(out, [f.name for f in folders], g.a)
+            summary.grades = write_grades(out, rows)
             try:
-                summary.summary = write_summary(out, grade_rows(out, [f.name for f in folders], g.a), g.a, g.profile.name)
+                summary.summary = write_summary(out, rows, g.a, g.profile.name)
             except Exception as e:  # noqa: BLE001 - the grades are written; the dashboard can be redrawn
                 summary.summary_error = f"{type(e).__name__}: {e}"
     summary.outcomes.sort(key=lambda o: o.id)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _verdict(out: Path, outcome: Outcome) -> str:
-    """The progress bar's word for a finished submission."""
-    if outcome.status == "error":
-        return "error"
-    try:
-        r = json.loads((out / outcome.id / "result.json").read_text())
-    except (OSError, ValueError):
-        return "error"
-    return "pass" if r["total"] >= r["max_total"] else "points lost"
 
 
 def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
@@ -237,7 +229,8 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def write_grades(out: Path, ids: list[str], a: Assignment) -> Path:
+def write_grades(out: Path, rows: pd.DataFrame) -> Path:
+    """``<out>/grades.csv`` from :func:`grade_rows`."""
     path = out / GRADES_NAME
-    write_bytes_atomic(path, grade_rows(out, ids, a).to_csv(index=False).encode("utf-8"))
+    write_bytes_atomic(path, rows.to_csv(index=False).encode("utf-8"))
     return path

@@ -73,8 +73,7 @@ def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: Referen
     clf = clf.cpu()
     real = metrics.classify(clf, data.test_images)[0]
     images, labels = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
-    n = a.grading.eval_images or len(data.test_images)
-    judge = training.Judge(clf, data.test_images[:n], real, a)
+    judge = training.Judge(clf, eval_images(a, data), real, a)
     reference = on_eval_images(reference, a, judge.test_images, device)
     return Grader(a, profile, data, reference, judge, images, labels, reference_arrays(reference, a, data, device))
 
@@ -82,9 +81,9 @@ def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: Referen
 def reference_arrays(ref: ReferenceResult, a: Assignment, data: Mnist, device: torch.device) -> dict[str, np.ndarray]:
     """The reference's samples (the students' prior draws, decoded by each reference model) and
     per-dimension KL, for the reports; plus the shown test inputs and evaluation labels."""
-    z = metrics.prior_draws(a.metrics.fid_samples, a.model.nz, PRIOR_SEED_OFFSET + a.training.seed)[: a.sampling.n]
-    n = a.grading.eval_images or len(data.test_images)
-    out = artifacts.test_arrays(data.test_images[:n], data.test_labels[:n], a.interpolation.pairs, a.sampling.grid)
+    z = fixed_prior(a)[: a.sampling.n]
+    test = eval_images(a, data)
+    out = artifacts.test_arrays(test, data.test_labels[: len(test)], a.interpolation.pairs, a.sampling.grid)
     for run in ref.runs:
         if not run.search:
             with torch.no_grad():
@@ -110,19 +109,48 @@ def on_eval_images(ref: ReferenceResult, a: Assignment, images: torch.Tensor, de
     return dataclasses.replace(ref, runs=runs)
 
 
-def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
-    """What the sandbox's units read: the check images, the profile's training subset and the
-    test set as bytes (exactly MNIST's), fixed prior draws (the reference's) and the path ends."""
-    a, data = g.a, g.data
-    z = metrics.prior_draws(a.metrics.fid_samples, a.model.nz, PRIOR_SEED_OFFSET + a.training.seed)
+def fixed_prior(a: Assignment) -> torch.Tensor:
+    """The prior draws every trained model decodes: the reference's sample-FID codes."""
+    return metrics.prior_draws(a.metrics.fid_samples, a.model.nz, PRIOR_SEED_OFFSET + a.training.seed)
+
+
+def eval_images(a: Assignment, data: Mnist) -> torch.Tensor:
+    """The test images trained runs are measured on: the first ``[grading] eval_images``."""
+    return data.test_images[: a.grading.eval_images or len(data.test_images)]
+
+
+def training_inputs(a: Assignment, data: Mnist, train_images: torch.Tensor, train_labels: torch.Tensor,
+                    n_prior: int) -> dict[str, torch.Tensor]:  # fmt: skip
+    """What a training unit reads: the training subset and the evaluation images as bytes
+    (exactly MNIST's), the first ``n_prior`` of the fixed prior draws (the reference's) and the
+    interpolation ends. ``grade`` and ``report`` both use it, so a write-up shows the grade's runs."""
     return {
-        **probe_inputs(data),
-        "train_u8": g.train_images.mul(255).round().to(torch.uint8),
-        "train_labels": g.train_labels,
-        "test_u8": g.judge.test_images.mul(255).round().to(torch.uint8),
-        "prior_z": z,
+        "train_u8": train_images.mul(255).round().to(torch.uint8),
+        "train_labels": train_labels,
+        "test_u8": eval_images(a, data).mul(255).round().to(torch.uint8),
+        "prior_z": fixed_prior(a)[:n_prior],
         "pair_images": pair_images(data.test_images, data.test_labels, a.interpolation.pairs),
     }
+
+
+def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
+    """What the sandbox's units read: the check images plus the training units' inputs, with
+    every prior draw (sample FID decodes all of them)."""
+    return {**probe_inputs(g.data), **training_inputs(g.a, g.data, g.train_images, g.train_labels, g.a.metrics.fid_samples)}
+
+
+def unit_name(name: str, role: str) -> str:
+    """A training run's sandbox unit: train-ae, train-<fixed run name>, train-tuned."""
+    return f"train-{role if role in ('ae', 'tuned') else name}"
+
+
+def tuned_beta_missing(sub: Submission, a: Assignment) -> str:
+    """Why a submission has no usable tuned_beta, in the loader's words (beta = 0 explained)."""
+    why = next((p for p in sub.problems if "`tuned_beta`" in p), f"no tuned_beta in {a.submission.meta}")
+    if why.endswith(("got 0", "got 0.0")):
+        why += (": beta = 0 switches the KL term off, which is the beta = 0 experiment, not a tuned VAE "
+                "(beta is too small)")  # fmt: skip
+    return why
 
 
 def grade_submission(
@@ -263,7 +291,7 @@ def training_items(
     else:
         args = {"kind": "ae", "epochs": profile.epochs(t.ae.epochs), "learning_rate": t.ae.learning_rate,
                 "contract": True, "reference_model": not ae_model_ok}  # fmt: skip
-        o = run("train-ae", args)
+        o = run(unit_name(t.ae.name, "ae"), args)
         ae_m = measured(t.ae.name, o, args)
         if ae_m is None:
             out["ae_training"] = unit_failure("ae_training", a, o, f"training with {names.train_autoencoder}")
@@ -286,7 +314,7 @@ def training_items(
         for n, spec in enumerate(t.fixed):
             args = {**vae_args, "beta": spec.beta, "epochs": profile.epochs(spec.epochs),
                     "learning_rate": spec.learning_rate, "contract": n == 0}  # fmt: skip
-            o = run(f"train-{spec.name}", args)
+            o = run(unit_name(spec.name, "fixed"), args)
             m = measured(spec.name, o, args)
             if m is None:
                 failure = failure or (o, spec.name)
@@ -304,10 +332,7 @@ def training_items(
     tuned_beta = sub.tuned_beta
     tuned_m = None
     if tuned_beta is None:
-        why = next((p for p in sub.problems if "`tuned_beta`" in p), f"no tuned_beta in {a.submission.meta}")
-        if why.endswith(("got 0", "got 0.0")):
-            why += (": beta = 0 switches the KL term off, which is the beta = 0 experiment, not a tuned VAE "
-                    "(beta is too small)")  # fmt: skip
+        why = tuned_beta_missing(sub, a)
         out["beta_tuning"] = failed(a.item("beta_tuning"), "fail", [why])
         runs[t.tuned.name] = skipped_record("tuned", "vae", None, why)
     else:
@@ -315,7 +340,7 @@ def training_items(
         trainer = "student" if loop_ok else "harness"
         args = {**vae_args, "beta": beta, "epochs": profile.epochs(t.tuned.epochs),
                 "learning_rate": t.tuned.learning_rate, "trainer": trainer}  # fmt: skip
-        o = run("train-tuned", args)
+        o = run(unit_name(t.tuned.name, "tuned"), args)
         tuned_m = measured(t.tuned.name, o, args)
         notes = [n for n in (note, "your VAE loop did not pass its checks, so the harness's loop trained the tuned run"
                              if trainer == "harness" else "") if n]  # fmt: skip

@@ -239,9 +239,10 @@ def render_folder(folder: Path, documents: list[str] | None = None, timeout_s: f
     process that exits afterwards."""
     folder = Path(folder)
     results = []
+    # the child imports this same harness, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                      os.environ.get("PYTHONPATH")]))}  # fmt: skip
     for document in documents or documents_in(folder):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
-                                                                          os.environ.get("PYTHONPATH")]))}  # fmt: skip
         try:
             proc = subprocess.run([sys.executable, "-m", "harness.render", str(folder), document], capture_output=True,
                                   text=True, timeout=timeout_s, env=env)  # fmt: skip

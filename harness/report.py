@@ -21,9 +21,10 @@ import torch
 from harness import artifacts, metrics
 from harness.assignment import Assignment, Profile
 from harness.checks.suite import new_result, open_sandbox, score_answers
-from harness.data import Mnist, pair_images, subset
-from harness.grade import planned_runs, run_record, run_training_unit, skipped_record
-from harness.reference import PRIOR_SEED_OFFSET
+from harness.data import Mnist, subset
+from harness.grade import (
+    eval_images, planned_runs, run_record, run_training_unit, skipped_record, training_inputs, tuned_beta_missing, unit_name,
+)
 from harness.result import Result
 from harness.sandbox import Limits
 from harness.submission import load_submission
@@ -40,17 +41,10 @@ class ReportOptions:
 
 
 def write_up_inputs(a: Assignment, profile: Profile, data: Mnist) -> dict[str, torch.Tensor]:
-    """The same training subset, evaluation images, prior draws and path ends as ``grade``."""
+    """The same training subset, evaluation images, prior draws and path ends as ``grade``;
+    only the prior draws the write-up shows are decoded."""
     images, labels = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
-    n = a.grading.eval_images or len(data.test_images)
-    z = metrics.prior_draws(a.metrics.fid_samples, a.model.nz, PRIOR_SEED_OFFSET + a.training.seed)
-    return {
-        "train_u8": images.mul(255).round().to(torch.uint8),
-        "train_labels": labels,
-        "test_u8": data.test_images[:n].mul(255).round().to(torch.uint8),
-        "prior_z": z[: a.sampling.n],  # the write-up shows these; grade decodes all of them for FID
-        "pair_images": pair_images(data.test_images, data.test_labels, a.interpolation.pairs),
-    }
+    return training_inputs(a, data, images, labels, a.sampling.n)
 
 
 def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, out: Path, protect: list[Path] = (),
@@ -75,18 +69,16 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, out: Pa
         plan.append((name, role, args if kind == "ae" else {**args, "beta": beta}))
     timings: dict[str, float] = {}
     runs: dict[str, dict] = {}
-    test = data.test_images[: len(inputs["test_u8"])]
+    test = eval_images(a, data)
     arrays = artifacts.test_arrays(test, data.test_labels[: len(test)], a.interpolation.pairs, a.sampling.grid)
     if sub.has_code:
         with open_sandbox(sub, a, inputs, list(protect)) as box:
             for name, role, args in plan:
                 if role == "tuned" and sub.tuned_beta is None:
-                    why = next((p for p in sub.problems if "`tuned_beta`" in p), f"no tuned_beta in {a.submission.meta}")
-                    runs[name] = skipped_record(role, "vae", None, why)
+                    runs[name] = skipped_record(role, "vae", None, tuned_beta_missing(sub, a))
                     continue
                 args = {**common, **args}
-                unit = f"train-{'ae' if role == 'ae' else 'tuned' if role == 'tuned' else name}"
-                o = run_training_unit(box, sub.id, unit, args, limits, args["epochs"] * batches, options.quiet, timings)
+                o = run_training_unit(box, sub.id, unit_name(name, role), args, limits, args["epochs"] * batches, options.quiet, timings)
                 runs[name] = run_record(role, args, o)
                 if o.ok:
                     try:

@@ -15,7 +15,7 @@ import sys
 import pandas as pd
 import pytest
 
-from harness.batch import BatchLocked, BatchOptions, _Lock, discover, grade_batch, grade_one, is_submission, write_grades
+from harness.batch import BatchLocked, BatchOptions, _Lock, discover, grade_batch, grade_one, grade_rows, is_submission, write_grades
 from tests.conftest import EXAMPLE
 
 CHEAP = BatchOptions(workers=2, render=False, quiet=True)
@@ -88,7 +88,7 @@ def test_a_submission_that_cannot_be_graded_is_recorded_with_its_error(tmp_path,
     outcome = grade_one(gone, grader, out, [], CHEAP)
     assert outcome.status == "error" and "no such submission folder" in outcome.error
     assert "FileNotFoundError" in (out / "gone" / "error.json").read_text()
-    row = pd.read_csv(write_grades(out, ["gone"], assignment)).iloc[0]
+    row = pd.read_csv(write_grades(out, grade_rows(out, ["gone"], assignment))).iloc[0]
     assert row["status"] == "error" and "no such submission folder" in row["flags"]
 
 
