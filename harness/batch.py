@@ -12,7 +12,8 @@ Every submission folder below the course folder is graded as ``harness grade`` g
   (``<out>/.batch.lock``, an advisory lock the operating system releases when its holder dies).
 
 At the end ``<out>/grades.csv`` has one row per submission and ``<out>/summary.html`` is the
-course's dashboard (harness.summary; docs/batch.md).
+course's dashboard (harness.summary; docs/batch.md), both with the instructor's manual grades
+in ``<out>/overrides.csv`` merged in (harness.overrides).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import json
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,8 @@ from harness import __version__
 from harness.assignment import Assignment
 from harness.cache import write_bytes_atomic, write_json_atomic
 from harness.grade import GradeOptions, Grader, grade_submission
+from harness.overrides import (BASIS_NAME, OVERRIDES_NAME, Overrides, OverridesError, apply_overrides, check_course,
+                               load_overrides, rubric_points)  # fmt: skip
 from harness.result import load_result, write_result
 from harness.summary import write_summary
 from harness.submission import content_hash
@@ -163,31 +168,56 @@ def grade_one(folder: Path, g: Grader, out: Path, protect: list[Path], options: 
     return Outcome(folder.name, "graded", time.perf_counter() - started, full_marks=full)
 
 
-def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), options: BatchOptions = BatchOptions()) -> BatchSummary:
-    """Grade every submission under ``root`` that is missing or changed, ``options.workers`` at a
-    time, then write ``grades.csv``."""
+Runner = Callable[[list[Path]], Iterator[Outcome]]
+"""Grades the given submission folders, writes each one's files under the output folder and
+yields its :class:`Outcome` as it finishes; closing the iterator stops the work (Ctrl-C).
+:func:`thread_runner` here, ``harness.cluster.DaskRunner`` on a Dask cluster."""
+
+
+def thread_runner(g: Grader, out: Path, protect: list[Path], options: BatchOptions) -> Runner:
+    """``options.workers`` submissions at a time in threads of this process (each submission's
+    code still runs in its own sandbox processes)."""
+
+    def run(folders: list[Path]) -> Iterator[Outcome]:
+        pool = ThreadPoolExecutor(max(1, options.workers))
+        try:
+            futures = [pool.submit(grade_one, f, g, out, list(protect), options) for f in folders]
+            for future in as_completed(futures):
+                yield future.result()
+        finally:  # Ctrl-C: what has not started is dropped, what is in flight finishes and is written
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return run
+
+
+def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), options: BatchOptions = BatchOptions(),
+                runner: Runner | None = None) -> BatchSummary:  # fmt: skip
+    """Grade every submission under ``root`` that is missing or changed (``options.workers`` at a
+    time in this process, or by ``runner``), then write ``grades.csv`` and ``summary.html``."""
     started = time.perf_counter()
     folders = [f for f in discover(root) if f.resolve() != Path(out).resolve()]
+    run = runner or thread_runner(g, out, list(protect), options)
     summary = BatchSummary()
     with _Lock(out):
+        # an invalid overrides.csv stops the batch here; new overrides are recorded against the
+        # results they were decided on, before a regrade replaces them
+        check_course(out, [f.name for f in folders], g.a)
         todo = [f for f in folders if options.force or not up_to_date(f, out, g)]
         summary.outcomes += [Outcome(f.name, "skipped") for f in folders if f not in todo]
         counts = {"pass": 0, "points lost": 0, "error": 0}
-        pool = ThreadPoolExecutor(max(1, options.workers))
         try:
-            with tqdm(total=len(todo), desc="submissions", unit="sub", disable=options.quiet) as bar:
-                futures = [pool.submit(grade_one, f, g, out, list(protect), options) for f in todo]
-                for future in as_completed(futures):
-                    outcome = future.result()
+            with tqdm(total=len(todo), desc="submissions", unit="sub", disable=options.quiet) as bar, \
+                    closing(run(todo)) as outcomes:  # fmt: skip
+                for outcome in outcomes:
                     summary.outcomes.append(outcome)
                     counts["error" if outcome.status == "error" else "pass" if outcome.full_marks else "points lost"] += 1
                     bar.set_postfix(counts, refresh=False)
                     bar.update(1)
-        except KeyboardInterrupt:  # what is written stays; what has not started is dropped
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        finally:
-            pool.shutdown(wait=True)
+            if options.render:  # an override edited since a skipped submission's report was drawn
+                skipped = {o.id: o for o in summary.outcomes if o.status == "skipped"}
+                for sid, error in refresh_reports(out, list(skipped)).items():
+                    skipped[sid].error = f"report: {error}"
+        finally:  # also after Ctrl-C: the tables show whatever is on disk
             rows = grade_rows(out, [f.name for f in folders], g.a)
             summary.grades = write_grades(out, rows)
             try:
@@ -199,34 +229,65 @@ def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), opti
     return summary
 
 
+def refresh_reports(out: Path, ids: list[str]) -> dict[str, str]:
+    """Render again the reports that are older than their overrides; returns the failures."""
+    from harness.overrides import reports_to_refresh
+    from harness.render import render_folder
+
+    failures = {}
+    for sid in reports_to_refresh(out, ids):
+        failed = [r.error for r in render_folder(out / sid, ["report"]) if r.error]
+        if failed:
+            failures[sid] = failed[0]
+    return failures
+
+
 def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
     """One row per submission from its stored result (or error record): id, student, the points
     of every rubric item, total, status and flags. Status: ``error`` (grading failed, or an item
     errored or timed out), ``incomplete`` (the submission has problems: missing files, bad
-    metadata), ``needs_review`` (an answer awaits an instructor), else ``complete``."""
+    metadata), ``needs_review`` (an answer awaits an instructor), else ``complete``.
+
+    The instructor's ``<out>/overrides.csv`` is merged in (harness.overrides): points, totals
+    and statuses include the overrides, ``overridden`` lists the overridden items and ``flags``
+    says when an overridden item's automatic result changed. An invalid ``overrides.csv`` is not
+    applied (the batch refuses one before grading); every row says so and ``rows.attrs``
+    holds the reason (``overrides_error``) and the file's warnings (``overrides_warnings``)."""
+    try:
+        overrides, overrides_error = load_overrides(out / OVERRIDES_NAME, rubric_points(a), ids), ""
+    except OverridesError as e:  # the grades are still written, without the overrides
+        overrides, overrides_error = Overrides(), str(e)
+    not_applied = [f"{OVERRIDES_NAME} not applied: it is invalid"] if overrides_error else []
     rows = []
     for sid in ids:
         row = {"id": sid, "student": "", "student_id": ""}
         folder = out / sid
+        waiting = [f"overrides wait for a result: {', '.join(overrides.of(sid))}"] if overrides.of(sid) else []
         if (folder / ERROR_NAME).is_file():
             err = json.loads((folder / ERROR_NAME).read_text())
-            rows.append({**row, "total": None, "max_total": None, "status": "error", "flags": err["error"]})
+            rows.append({**row, "total": None, "max_total": None, "status": "error", "flags": "; ".join([err["error"], *waiting])})
             continue
         try:
             r = load_result(folder / "result.json")
         except (OSError, ValueError) as e:
-            rows.append({**row, "total": None, "max_total": None, "status": "error", "flags": f"no result ({e})"})
+            rows.append({**row, "total": None, "max_total": None, "status": "error",
+                         "flags": "; ".join([f"no result ({e})", *waiting])})  # fmt: skip
             continue
+        if overrides.of(sid) or (folder / BASIS_NAME).is_file():  # also when the last override was removed
+            r = apply_overrides(folder, r, overrides.of(sid))
         items = {i["id"]: i for i in r["items"]}
         review = [i["id"] for i in r["items"] if i["status"] == "needs_review"]
         broken = [f"{i['id']} {i['status']}" for i in r["items"] if i["status"] in ("error", "timeout")]
         status = "error" if broken else "incomplete" if r.get("problems") else "needs_review" if review else "complete"
-        flags = "; ".join([*(f"review {x}" for x in review), *broken, *r.get("problems", [])])
+        flags = "; ".join([*(f"review {x}" for x in review), *broken, *r.get("problems", []), *r.get("flags", []), *not_applied])
         rows.append({**row, "student": r["submission"].get("student", ""), "student_id": r["submission"].get("student_id", ""),
                      **{k.id: items[k.id]["points"] if k.id in items else None for k in a.rubric},
-                     "total": r["total"], "max_total": r["max_total"], "status": status, "flags": flags})  # fmt: skip
-    columns = ["id", "student", "student_id", *(k.id for k in a.rubric), "total", "max_total", "status", "flags"]
-    return pd.DataFrame(rows, columns=columns)
+                     "total": r["total"], "max_total": r["max_total"], "status": status, "flags": flags,
+                     "overridden": "; ".join(i["id"] for i in r["items"] if "override" in i)})  # fmt: skip
+    columns = ["id", "student", "student_id", *(k.id for k in a.rubric), "total", "max_total", "status", "flags", "overridden"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.attrs.update(overrides_error=overrides_error, overrides_warnings=list(overrides.warnings))
+    return table
 
 
 def write_grades(out: Path, rows: pd.DataFrame) -> Path:

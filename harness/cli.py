@@ -124,6 +124,22 @@ def _training_setup(args: argparse.Namespace):
     return a, profile, folder, resolve_device(args.device), load_mnist(args.data)
 
 
+def _check_overrides(out: Path, root: Path, a) -> bool:
+    """Validate ``<out>/overrides.csv`` for the course under ``root``: print its warnings, or
+    its errors and return True (the batch is refused: exit 2)."""
+    from harness.batch import discover
+    from harness.overrides import OverridesError, check_course
+
+    try:
+        warnings = check_course(out, [f.name for f in discover(root) if f.resolve() != out.resolve()], a)
+    except OverridesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return True
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return False
+
+
 def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path, cache: Path, device: str,
                   started: float) -> int:  # fmt: skip
     """``grade`` on a folder of submissions: a batch over one shared reference (harness.batch)."""
@@ -132,21 +148,41 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path,
     from harness.batch import BatchLocked, BatchOptions, grade_batch
     from harness.checks.suite import CheckOptions
     from harness.grade import GradeOptions
+    from harness.overrides import OverridesError
 
     out = Path(args.out)
     if args.gradescope is not None:
         print("note: --gradescope writes one submission's file; it is ignored for a folder of submissions", file=sys.stderr)
     protect = [out, root.resolve(), data_root, cache]
     workers = max(1, args.workers)
-    threads = max(1, len(os.sched_getaffinity(0)) // workers)  # workers x threads = the cores this process may use
+    # workers x threads = the cores this machine gives the batch; a remote cluster's workers decide for themselves
+    threads = 0 if args.scheduler else max(1, len(os.sched_getaffinity(0)) // workers)
     options = BatchOptions(workers=workers, force=args.force, render=not args.no_report, quiet=args.quiet,
                            grade=GradeOptions(device=device, check=CheckOptions(args.timeout, args.memory),
                                               train_timeout_s=args.train_timeout, threads=threads, quiet=True))  # fmt: skip
+    runner, closers = None, []
+    if args.dask or args.scheduler:
+        from harness.cluster import ClusterError, DaskRunner, connect, grading_kit
+
+        try:
+            closers = [c for c in connect(args.scheduler, workers) if c is not None]
+            client = closers[0]
+            if not args.quiet:
+                print(f"Dask cluster: {client.scheduler.address}", file=sys.stderr)
+            runner = DaskRunner(client, grading_kit(grader, cache, device), out, protect, options)
+        except ClusterError as e:
+            print(f"error: {e}", file=sys.stderr)
+            for c in closers:
+                c.close()
+            return 2
     try:
-        summary = grade_batch(root, grader, out, protect, options)
-    except BatchLocked as e:
+        summary = grade_batch(root, grader, out, protect, options, runner)
+    except (BatchLocked, OverridesError) as e:  # overrides.csv made invalid while the reference was built
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        for c in closers:
+            c.close()
     for o in summary.outcomes:
         if o.error:
             print(f"  ! {o.id}: {o.error}")
@@ -178,9 +214,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"grading {folder} for {a.meta.id}, profile {profile.name} ({profile.description}), device {device}",
               file=sys.stderr)  # fmt: skip
+    course = not is_submission(folder, a)
+    if course and _check_overrides(Path(args.out), folder, a):  # refused before the reference is built
+        return 2
     reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
     grader = make_grader(a, profile, data, reference, cache, device)
-    if not is_submission(folder, a):
+    if course:
         return _grade_course(args, folder, grader, data.source.root, cache, str(device), started)
     out, protect = _outputs(args, folder, data.source.root, cache)
     options = GradeOptions(device=str(device), check=CheckOptions(args.timeout, args.memory),
@@ -281,6 +320,22 @@ def render_table(result) -> str:
     return "\n".join(lines)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.export import ExportError, export
+    from harness.overrides import OverridesError
+
+    a = load_assignment(args.assignment)
+    try:
+        done = export(Path(args.reports), a, args.format, Path(args.out) if args.out else None)
+    except (ExportError, OverridesError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for w in done.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"written: {done.path} ({args.format}, {done.rows} submissions, {len(done.unscored)} without a score)")
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from harness.starter import write_starter
 
@@ -341,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the instructor report (report.html and report.pdf)")
     p.add_argument("--workers", type=int, default=1, help="a folder of submissions: how many to grade at a time (default: 1)")
     p.add_argument("--force", action="store_true", help="a folder of submissions: regrade those whose result is up to date")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--dask", action="store_true",
+                       help="a folder of submissions: grade on a local Dask cluster of --workers processes")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="a folder of submissions: grade on the Dask cluster with this scheduler (docs/batch.md)")
     p.set_defaults(func=cmd_grade)
 
     p = verbs.add_parser(
@@ -367,6 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--document", action="append", choices=["report", "write-up"], help="only this document (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_render)
+
+    p = verbs.add_parser(
+        "export",
+        help="write a graded course's scores for a gradebook: canvas, gradescope or csv (overrides included)",
+        description="Read the stored results of a graded course (with the instructor's overrides.csv merged in, as in "
+        "grades.csv) and write them in a gradebook's import format (docs/batch.md#export). Nothing is graded. "
+        "Exit 2 when there is nothing to export or overrides.csv is invalid.",
+    )
+    p.add_argument("reports", nargs="?", default="reports", help="the course's reports folder (default: %(default)s)")
+    p.add_argument("--format", required=True, choices=["canvas", "gradescope", "csv"], help="the gradebook's format")
+    p.add_argument("--out", metavar="FILE", help="where to write it (default: <reports>/export-<format>.csv)")
+    p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT,
+                   help="the assignment the course was graded for: bundled name or .toml path (default: %(default)s)")
+    p.set_defaults(func=cmd_export)
 
     p = verbs.add_parser(
         "init",

@@ -96,20 +96,18 @@ CRITERION = "lowest log(test MSE / AE test MSE) + log(sample FID / real-vs-real 
 # --------------------------------------------------------------------------- classifier
 
 
+def classifier_folder(data: Mnist, a: Assignment, cache: Path, device: torch.device) -> Path:
+    """Where the metrics classifier for this data set, seed and libraries is cached."""
+    parts = {"data": data.fingerprint, "epochs": a.metrics.classifier_epochs, "seed": a.training.seed,
+             "device": device.type, **versions()}  # fmt: skip
+    return cache / "classifier" / make_key(parts)
+
+
 def load_or_train_classifier(
     data: Mnist, a: Assignment, cache: Path, device: torch.device, quiet: bool = False
 ) -> tuple[metrics.Classifier, float]:
     """The metrics classifier for this data set, trained once and cached; returns it and its test accuracy."""
-    key = make_key(
-        {
-            "data": data.fingerprint,
-            "epochs": a.metrics.classifier_epochs,
-            "seed": a.training.seed,
-            "device": device.type,
-            **versions(),
-        }
-    )
-    folder = cache / "classifier" / key
+    folder = classifier_folder(data, a, cache, device)
     clf = metrics.Classifier()
     if (folder / "classifier.json").exists():
         clf.load_state_dict(torch.load(folder / "classifier.pt", map_location="cpu", weights_only=True))

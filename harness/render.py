@@ -3,7 +3,8 @@
 Both are rendered from a reports folder alone: a result file (``write-up.json`` from
 ``harness report``, ``result.json`` from ``harness grade``) and the run artefacts it
 names (``harness.artifacts``). No model is loaded and nothing is trained, so
-``harness render reports/<id>`` reproduces a document at any later time.
+``harness render reports/<id>`` reproduces a document at any later time. The instructor
+report also applies the instructor's overrides in ``reports/overrides.csv`` (``harness.overrides``).
 
 Figures are PNGs embedded as ``data:`` URIs and the stylesheet is inlined, so the HTML
 is one file with no external reference. The PDF comes from WeasyPrint in a child
@@ -163,8 +164,9 @@ def _num(x: Any, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
-def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str) -> dict:
-    """Everything a template reads: the result as written, plus figures and views."""
+def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str, overrides_error: str = "") -> dict:
+    """Everything a template reads: the result (for the report, with the instructor's overrides
+    merged: harness.overrides), plus figures and views."""
     runs = run_views(result, arrays)
     sub = result.get("submission") or {}
     answers = result.get("answers") or {}
@@ -186,6 +188,7 @@ def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str
         "questions": by_section,
         "extra": grader_views(result, arrays) if document == "report" else {},
         "css": css,
+        "overrides_error": overrides_error,  # the report: why overrides.csv could not be applied
     }
 
 
@@ -198,15 +201,26 @@ def environment() -> jinja2.Environment:
 
 def render_html(folder: Path, document: str) -> str:
     """The document's HTML, from the folder's result and artefacts."""
+    return _html(folder, document)[0]
+
+
+def _html(folder: Path, document: str) -> tuple[str, str]:
+    """The document's HTML and, for the report, why ``<folder>/../overrides.csv`` could not be
+    applied (``""`` when it was, or there is none; the report then shows the automatic points
+    and says why)."""
     from harness.artifacts import load_artifacts
+    from harness.overrides import report_overrides
     from harness.result import load_result
 
     source, template = DOCUMENTS[document]
     result = load_result(folder / source)
+    problem = ""
+    if document == "report":
+        result, problem = report_overrides(folder, result)
     arrays = load_artifacts(folder / result["artifacts"]) if result.get("artifacts") and (folder / result["artifacts"]).is_file() else {}
     env = environment()
     css = (templates_dir() / "style.css").read_text(encoding="utf-8")
-    return env.get_template(template).render(**context(document, result, arrays, css))
+    return env.get_template(template).render(**context(document, result, arrays, css, problem)), problem
 
 
 def render_here(folder: Path, document: str) -> Rendered:
@@ -214,7 +228,7 @@ def render_here(folder: Path, document: str) -> Rendered:
     out = Rendered(document)
     started = time.perf_counter()
     try:
-        html = render_html(folder, document)
+        html, overrides_error = _html(folder, document)
     except Exception as e:  # noqa: BLE001 - any failure is reported, never hidden
         out.error = f"the HTML could not be rendered ({type(e).__name__}: {e})"
         return out
@@ -231,6 +245,9 @@ def render_here(folder: Path, document: str) -> Rendered:
     except Exception as e:  # noqa: BLE001
         out.error = f"the PDF could not be written ({type(e).__name__}: {e}); the HTML is {out.html}"
     out.pdf_seconds = time.perf_counter() - started
+    if overrides_error:  # both files are written, with the automatic points; the report says why
+        out.error = "; ".join(filter(None, [out.error, f"overrides.csv is invalid, so the report shows the automatic points: "
+                                                       f"{overrides_error}"]))  # fmt: skip
     return out
 
 

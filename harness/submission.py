@@ -41,15 +41,25 @@ class Submission:
         }
 
 
-def content_hash(folder: Path) -> str:
-    """SHA-256 over every regular file's relative path and bytes (hidden files and caches skipped)."""
-    h = hashlib.sha256()
+def submission_files(folder: Path) -> list[Path]:
+    """The files that make up a submission, as relative paths in order: every regular file,
+    hidden files, caches and symbolic links left out. What its hash covers and what a
+    cluster worker receives (harness.cluster)."""
+    files = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         if any(p.startswith(".") or p == "__pycache__" for p in rel.parts) or not path.is_file() or path.is_symlink():
             continue
+        files.append(rel)
+    return files
+
+
+def content_hash(folder: Path) -> str:
+    """SHA-256 over every submission file's relative path and bytes (:func:`submission_files`)."""
+    h = hashlib.sha256()
+    for rel in submission_files(folder):
         h.update(str(rel).encode() + b"\0")
-        with open(path, "rb") as f:
+        with open(folder / rel, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         h.update(b"\0")

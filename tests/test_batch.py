@@ -11,14 +11,17 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 
 from harness.batch import BatchLocked, BatchOptions, _Lock, discover, grade_batch, grade_one, grade_rows, is_submission, write_grades
-from tests.conftest import EXAMPLE
+from harness.grade import GradeOptions
+from harness.result import load_result
+from tests.conftest import EXAMPLE, copy_example
 
-CHEAP = BatchOptions(workers=2, render=False, quiet=True)
+CHEAP = BatchOptions(workers=2, render=False, quiet=True, grade=GradeOptions(quiet=True))
 
 
 def garbage(folder):
@@ -28,27 +31,83 @@ def garbage(folder):
     return folder
 
 
+def vandal(folder, out):
+    """A hostile copy of the example: at import it tries to rewrite, plant and delete files of
+    the course's output folder, signals the harness, then kills its own import."""
+    attack = (
+        "import os as _os, shutil as _sh, signal as _sig, pathlib as _p\n"
+        f"_out = _p.Path({str(out)!r})\n"
+        "for _do in (lambda: (_out / 'ada' / 'result.json').write_text('{}'), lambda: (_out / 'grades.csv').write_text('x'),\n"
+        "            lambda: (_out / 'planted.txt').write_text('x'), lambda: _sh.rmtree(_out / 'zed'),\n"
+        "            lambda: _os.kill(_os.getppid(), _sig.SIGKILL)):\n"
+        "    try:\n        _do()\n    except OSError:\n        pass\n"
+        "_os._exit(3)\n"
+    )
+    return copy_example(folder, append=attack)
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory, grader):
-    """A course graded once: the example and a half-written folder."""
+    """A course graded once: the example, a hostile copy and a half-written folder."""
     root = tmp_path_factory.mktemp("course")
+    out = root.parent / f"{root.name}-reports"
     shutil.copytree(EXAMPLE, root / "ada")
+    vandal(root / "mal", out)
     garbage(root / "zed")
     (root / "README.md").write_text("not a folder: ignored")
-    out = root.parent / f"{root.name}-reports"
-    summary = grade_batch(root, grader, out, [], CHEAP)
+    summary = grade_batch(root, grader, out, [out, root], CHEAP)
     return root, out, summary
 
 
 def test_every_submission_gets_a_row_and_a_half_written_one_is_flagged_not_fatal(course, assignment):
     root, out, summary = course
-    assert [(o.id, o.status) for o in summary.outcomes] == [("ada", "graded"), ("zed", "graded")]
+    assert [(o.id, o.status) for o in summary.outcomes] == [("ada", "graded"), ("mal", "graded"), ("zed", "graded")]
     grades = pd.read_csv(out / "grades.csv").set_index("id")
-    assert list(grades.index) == ["ada", "zed"]
+    assert list(grades.index) == ["ada", "mal", "zed"]
     assert grades.loc["ada", "total"] == 45 and grades.loc["ada", "status"] == "complete"
     assert grades.loc["zed", "total"] == 0 and grades.loc["zed", "status"] == "incomplete"
     assert "not valid TOML" in grades.loc["zed", "flags"]
     assert [c for c in grades.columns if c in {r.id for r in assignment.rubric}] == [r.id for r in assignment.rubric]
+
+
+def test_a_hostile_submission_in_a_batch_is_confined_to_its_own_result(course, assignment):
+    root, out, _ = course
+    grades = pd.read_csv(out / "grades.csv").set_index("id")
+    assert not (out / "planted.txt").exists() and (out / "zed" / "result.json").is_file()
+    assert load_result(out / "ada" / "result.json")["total"] == 45  # not rewritten
+    mal = load_result(out / "mal" / "result.json")
+    code = {i["id"]: i for i in mal["items"] if i["id"] in ("ae_architecture", "ae_forward", "vae_model")}
+    assert all(i["points"] == 0 and i["status"] == "error" for i in code.values())
+    answers = [i for i in mal["items"] if i["id"].endswith("_answer")]
+    assert answers and all(i["points"] == i["max_points"] for i in answers)  # its answers still count
+    assert grades.loc["mal", "total"] == mal["total"] < 45
+
+
+def test_a_batch_killed_mid_run_loses_only_its_in_flight_work(course, grader, session_cache, tmp_path):
+    """Kill -9 while the example trains, after the cheap submissions were written; the rerun
+    grades only what was in flight and writes the grades of an uninterrupted batch."""
+    _, out, _ = course
+    root, killed = tmp_path / "course", tmp_path / "reports"
+    shutil.copytree(EXAMPLE, root / "ada")
+    vandal(root / "mal", killed)  # the CLI protects only this batch's folders
+    garbage(root / "zed")
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "grade", str(root), "--profile", "smoke", "--device", "cpu",
+                             "--cache", str(session_cache), "--out", str(killed), "--workers", "2", "--no-report", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not all((killed / sid / "result.json").exists() for sid in ("mal", "zed")):
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "the cheap submissions were not graded in time"
+            time.sleep(0.2)
+        assert not (killed / "ada" / "result.json").exists(), "the example finished first: nothing was in flight"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (killed / "grades.csv").exists()
+    again = grade_batch(root, grader, killed, [killed, root], CHEAP)
+    assert [(o.id, o.status) for o in again.outcomes] == [("ada", "graded"), ("mal", "skipped"), ("zed", "skipped")]
+    assert (killed / "grades.csv").read_text() == (out / "grades.csv").read_text()
 
 
 def test_summary_html_has_one_linked_row_per_submission_and_no_external_references(course):
@@ -56,7 +115,7 @@ def test_summary_html_has_one_linked_row_per_submission_and_no_external_referenc
     html = (out / "summary.html").read_text()
     assert summary.summary == out / "summary.html"
     body = html.split("<tbody>")[1].split("</tbody>")[0]
-    assert body.count("<tr>") == 2 and 'href="ada/report.html"' in body and 'href="zed/report.html"' in body
+    assert body.count("<tr>") == 3 and 'href="ada/report.html"' in body and 'href="zed/report.html"' in body
     assert all(s.startswith("data:image/png;base64,") for s in re.findall(r"""\bsrc\s*=\s*["']([^"']*)""", html))
     assert all(not h.startswith(("http:", "https:", "//")) for h in re.findall(r"""\bhref\s*=\s*["']([^"']*)""", html))
     assert "<link" not in html and html.count("<img") == 2
@@ -66,11 +125,32 @@ def test_a_rerun_grades_only_what_changed_and_writes_the_same_grades(course, gra
     root, out, _ = course
     before = (out / "grades.csv").read_text()
     again = grade_batch(root, grader, out, [], CHEAP)
-    assert [o.status for o in again.outcomes] == ["skipped", "skipped"]
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped", "skipped"]
     assert (out / "grades.csv").read_text() == before
     (root / "zed" / "answers.md").write_text("## ae-samples\n\nsomething new\n")
     changed = grade_batch(root, grader, out, [], CHEAP)
-    assert [(o.id, o.status) for o in changed.outcomes] == [("ada", "skipped"), ("zed", "graded")]
+    assert [(o.id, o.status) for o in changed.outcomes] == [("ada", "skipped"), ("mal", "skipped"), ("zed", "graded")]
+    (root / "zed" / "answers.md").unlink()  # as it was, for the tests that compare with this course
+    assert grade_batch(root, grader, out, [], CHEAP).count("graded") == 1
+
+
+def test_an_override_survives_a_real_regrade_of_its_submission(course, grader):
+    root, out, _ = course
+    text = "submission,item,points,comment\nzed,ae_sampling_answer,1.5,graded by hand\n"
+    (out / "overrides.csv").write_text(text)
+    try:
+        (root / "zed" / "answers.md").write_text("## ae-samples\n\nsomething new\n")
+        assert grade_batch(root, grader, out, [], CHEAP).outcomes[-1].status == "graded"  # zed changed
+        stored = load_result(out / "zed" / "result.json")  # the automatic result, untouched by the override
+        auto = {i["id"]: i["points"] for i in stored["items"]}
+        row = pd.read_csv(out / "grades.csv").set_index("id").loc["zed"]
+        assert row["ae_sampling_answer"] == 1.5 and row["overridden"] == "ae_sampling_answer"
+        assert row["total"] == stored["total"] - auto["ae_sampling_answer"] + 1.5
+        assert (out / "overrides.csv").read_text() == text  # the instructor's file is never rewritten
+    finally:  # as it was, for the tests that compare with this course
+        (out / "overrides.csv").unlink()
+        (root / "zed" / "answers.md").unlink(missing_ok=True)
+        grade_batch(root, grader, out, [], CHEAP)
 
 
 def test_force_regrades_an_up_to_date_submission(tmp_path, grader):
@@ -133,3 +213,40 @@ def test_the_cli_grades_a_course_folder_and_writes_grades_csv(tmp_path, session_
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 submissions: 2 graded, 0 unchanged" in proc.stdout and f"written: {out / 'grades.csv'}" in proc.stdout
     assert list(pd.read_csv(out / "grades.csv")["id"]) == ["empty", "zed"]
+
+
+def test_a_local_dask_cluster_grades_a_course_exactly_as_the_local_pool(course, grader, session_cache, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from harness.cluster import DaskRunner, grading_kit
+
+    root, out, _ = course
+    dask_out = tmp_path / "dask"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:  # fmt: skip
+        runner = DaskRunner(client, grading_kit(grader, session_cache, "cpu"), dask_out, [out, dask_out, root], CHEAP)
+        summary = grade_batch(root, grader, dask_out, [out, dask_out, root], CHEAP, runner)
+    assert [(o.id, o.status) for o in summary.outcomes] == [("ada", "graded"), ("mal", "graded"), ("zed", "graded")]
+    assert (dask_out / "grades.csv").read_text() == (out / "grades.csv").read_text()
+    assert not (out / "planted.txt").exists()  # the hostile copy, on a worker, reached no folder of the batch
+    for sid in ("ada", "mal", "zed"):
+        local, remote = (load_result(o / sid / "result.json") for o in (out, dask_out))
+        assert [(i["id"], i["points"], i["status"]) for i in remote["items"]] == [(i["id"], i["points"], i["status"]) for i in local["items"]]
+        assert remote["submission"] == local["submission"]  # the worker hashed the same files
+    assert (dask_out / "ada" / "runs.npz").is_file() and not (dask_out / "ada" / "error.json").exists()
+
+
+def test_a_worker_with_other_libraries_or_other_digits_refuses_to_grade(grader, session_cache, tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from harness.cluster import ClusterError, grading_kit, unpack_kit
+
+    kit = grading_kit(grader, session_cache, "cpu")
+    older = dataclasses.replace(kit, versions={**kit.versions, "torch": "1.0"})
+    with pytest.raises(ClusterError, match=r"torch .* \(the batch: 1\.0\); install the same versions"):
+        unpack_kit(older, tmp_path)
+    digits = {**kit.mnist, "test_labels": np.roll(kit.mnist["test_labels"], 1)}
+    with pytest.raises(ClusterError, match="MNIST decoded on the worker has fingerprint"):
+        unpack_kit(dataclasses.replace(kit, mnist=digits), tmp_path)
