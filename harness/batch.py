@@ -139,6 +139,17 @@ class _Lock:
         os.close(self.fd)
 
 
+def record_error(out: Path, sub_id: str, e: BaseException, seconds: float = 0.0) -> Outcome:
+    """A submission whose grading failed: its ``<out>/<id>/error.json`` and its outcome."""
+    error = f"{type(e).__name__}: {e}"
+    tb = "".join(traceback.format_exception(e, limit=8))
+    try:
+        write_json_atomic(out / sub_id / ERROR_NAME, {"id": sub_id, "error": error, "traceback": tb})
+    except OSError as again:
+        error += f" (and its error record could not be written: {again})"
+    return Outcome(sub_id, "error", seconds, error)
+
+
 def grade_one(folder: Path, g: Grader, out: Path, protect: list[Path], options: BatchOptions) -> Outcome:
     """Grade one submission and write its result (and report); any failure becomes its error record."""
     started = time.perf_counter()
@@ -150,12 +161,7 @@ def grade_one(folder: Path, g: Grader, out: Path, protect: list[Path], options: 
         (target / ERROR_NAME).unlink(missing_ok=True)
         full = result.total >= result.max_total
     except Exception as e:  # noqa: BLE001 - one submission's failure must not end the batch
-        error = f"{type(e).__name__}: {e}"
-        try:
-            write_json_atomic(target / ERROR_NAME, {"id": folder.name, "error": error, "traceback": traceback.format_exc(limit=8)})
-        except OSError as again:
-            error += f" (and its error record could not be written: {again})"
-        return Outcome(folder.name, "error", time.perf_counter() - started, error)
+        return record_error(out, folder.name, e, time.perf_counter() - started)
     if options.render:
         from harness.render import render_folder
 

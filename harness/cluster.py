@@ -23,7 +23,6 @@ import shutil
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from distributed import Client, WorkerPlugin, as_completed, get_worker
 
-from harness.batch import ERROR_NAME, BatchOptions, Outcome, grade_one
-from harness.cache import versions, write_bytes_atomic, write_json_atomic
+from harness.batch import ERROR_NAME, BatchOptions, Outcome, grade_one, record_error
+from harness.cache import versions, write_bytes_atomic
 from harness.grade import Grader
 from harness.reference import classifier_folder
 from harness.submission import submission_files
@@ -214,15 +213,6 @@ def receive(out: Path, sub_id: str, produced: dict[str, bytes]) -> None:
         (target / ERROR_NAME).unlink(missing_ok=True)
 
 
-def record_error(out: Path, sub_id: str, error: str, tb: str) -> Outcome:
-    """A submission the cluster could not grade (its files could not be sent, its worker died)."""
-    try:
-        write_json_atomic(out / sub_id / ERROR_NAME, {"id": sub_id, "error": error, "traceback": tb})
-    except OSError as again:
-        error += f" (and its error record could not be written: {again})"
-    return Outcome(sub_id, "error", 0.0, error)
-
-
 class DaskRunner:
     """A batch runner (``harness.batch.Runner``) on a Dask cluster: one task per submission.
     Ctrl-C cancels every submission not yet returned; the next batch grades them again."""
@@ -259,7 +249,7 @@ class DaskRunner:
             try:
                 files = read_submission(f)
             except (OSError, ValueError) as e:
-                early.append(record_error(self.out, f.name, f"{type(e).__name__}: {e}", traceback.format_exc(limit=4)))
+                early.append(record_error(self.out, f.name, e))
                 continue
             future = self.client.submit(grade_on_worker, f.name, files, self.protect, self.options,
                                         key=f"grade-{f.name}-{time.time_ns()}", pure=False)  # fmt: skip
@@ -272,7 +262,7 @@ class DaskRunner:
                     outcome, produced = future.result()
                     receive(self.out, sub_id, produced)
                 except Exception as e:  # noqa: BLE001 - a lost worker (KilledWorker) costs this submission only
-                    outcome = record_error(self.out, sub_id, f"{type(e).__name__}: {e}", traceback.format_exc(limit=4))
+                    outcome = record_error(self.out, sub_id, e)
                 yield outcome
         finally:
             if futures:
