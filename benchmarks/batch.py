@@ -1,22 +1,28 @@
 """Course throughput: submissions per hour of a batch, by how the batch uses the machine.
 
     HARNESS_DATA=<MNIST root> python benchmarks/batch.py [--profile quick] [--submissions 4]
-        [--no-report] [--cache DIR]
+        [--rounds 2] [--no-report] [--cache DIR]
 
-One course of N copies of the example submission is graded four times, side by side in one
-run, each time into a fresh output folder, with the reference and grader built once before
-(not timed):
+One course of N copies of the example submission is graded in four ways, each time into a
+fresh output folder, with the reference and grader built once before (not timed):
 
     1 worker  x 1 thread     one submission at a time, each training unit on 1 core
     1 worker  x 2 threads    one at a time, units on both cores
     2 workers x 1 thread     two at a time in this process (harness.batch's thread pool)
-    Dask 2 x 1 thread        a 2-worker LocalCluster on loopback (harness.cluster)
+    Dask 2 x 1 thread        a 2-worker LocalCluster on loopback, started as `grade --dask`
+                             starts it (harness.cluster.connect)
 
-For Dask the cluster's start and the workers' grader build are timed apart and reported on
-their own line; the batch's time and rate cover only the grading. Targets on 2 cores:
-2 workers >= 1.7x one single-thread worker (parallel efficiency >= 85 %), 2 workers never
-slower than 1 worker with 2 threads, the LocalCluster within 10 % of the local pool. The
-points of every submission must agree across the four ways.
+The ways are interleaved: each round runs all four, and every second round runs them in the
+reverse order, so with an even number of rounds every way has the same mean position in the
+run. A machine whose speed drifts during the run (this kind of virtual machine slows by 10-20 %
+over a quarter of an hour) then favours none of them; each round's times are printed so the
+drift can be seen. Figures are the mean over rounds. For Dask a fresh cluster is started
+every round; its start and the workers' grader build are timed apart and reported on their
+own line.
+
+Targets on 2 cores: 2 workers >= 1.7x one single-thread worker (parallel efficiency >= 85 %),
+2 workers never slower than 1 worker with 2 threads, the LocalCluster within 10 % of the local
+pool. The points of every submission must agree across ways and rounds.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -61,10 +68,25 @@ def timed_batch(root: Path, grader, out: Path, options: BatchOptions, runner=Non
     return seconds, pd.read_csv(out / "grades.csv")
 
 
+def dask_batch(root: Path, grader, cache: Path, out: Path, options: BatchOptions) -> tuple[float, pd.DataFrame, float]:
+    """The batch on a fresh LocalCluster, as ``grade --dask`` runs it; also returns the seconds
+    spent starting the cluster and building the workers' graders."""
+    from harness.cluster import DaskRunner, connect, grading_kit
+
+    started = time.perf_counter()
+    client, cluster = connect(None, options.workers)
+    with cluster, client:
+        runner = DaskRunner(client, grading_kit(grader, cache, "cpu"), out, [], options)
+        start_up = time.perf_counter() - started
+        seconds, table = timed_batch(root, grader, out, options, runner)
+    return seconds, table, start_up
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="quick")
     p.add_argument("--submissions", type=int, default=4, help="copies of the example in the course (default 4)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of the four ways, in alternating order (default 2)")
     p.add_argument("--no-report", action="store_true", help="skip each submission's report (HTML and PDF)")
     p.add_argument("--assignment", default="variant-a")
     p.add_argument("--cache")
@@ -85,42 +107,44 @@ def main() -> int:
         return BatchOptions(workers=workers, render=not args.no_report, quiet=True,
                             grade=replace(GradeOptions(), threads=threads, quiet=True))  # fmt: skip
 
-    results: dict[str, tuple[float, pd.DataFrame]] = {}
+    ways = [("1 worker x 1 thread", 1, 1), ("1 worker x 2 threads", 1, 2), ("2 workers x 1 thread", 2, 1),
+            ("Dask 2 x 1 thread", 2, 1)]  # fmt: skip
+    times: dict[str, list[float]] = {label: [] for label, _, _ in ways}
+    totals: dict[str, list[list[float]]] = {label: [] for label, _, _ in ways}
+    start_ups: list[float] = []
     with tempfile.TemporaryDirectory(prefix="harness-bench-batch-") as tmp:
         root = course(Path(tmp), args.submissions)
-        for label, workers, threads in (("1 worker x 1 thread", 1, 1), ("1 worker x 2 threads", 1, 2),
-                                        ("2 workers x 1 thread", 2, 1)):  # fmt: skip
-            torch.set_num_threads(threads)  # the batch process's own measurements, like its units
-            results[label] = timed_batch(root, grader, Path(tmp) / label.replace(" ", ""), options(workers, threads))
-            print(f"  {label}: {results[label][0]:.1f} s", flush=True)
+        for r in range(args.rounds):
+            print(f"round {r + 1} of {args.rounds}", flush=True)
+            for label, workers, threads in ways if r % 2 == 0 else ways[::-1]:
+                out = Path(tmp) / f"{r}-{label.replace(' ', '')}"
+                torch.set_num_threads(threads)  # the batch process's own measurements, like its units
+                if label.startswith("Dask"):
+                    seconds, table, start_up = dask_batch(root, grader, cache, out, options(workers, threads))
+                    start_ups.append(start_up)
+                    print(f"  {label}: {seconds:.1f} s (+ {start_up:.1f} s to start the cluster and build the "
+                          f"workers' graders)", flush=True)  # fmt: skip
+                else:
+                    seconds, table = timed_batch(root, grader, out, options(workers, threads))
+                    print(f"  {label}: {seconds:.1f} s", flush=True)
+                times[label].append(seconds)
+                totals[label].append(list(table["total"]))
 
-        from distributed import Client, LocalCluster
-
-        from harness.cluster import DaskRunner, grading_kit
-
-        torch.set_num_threads(1)
-        started = time.perf_counter()
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:  # fmt: skip
-            runner = DaskRunner(client, grading_kit(grader, cache, "cpu"), Path(tmp) / "dask", [], options(2, 1))
-            start_up = time.perf_counter() - started
-            results["Dask 2 x 1 thread"] = timed_batch(root, grader, Path(tmp) / "dask", options(2, 1), runner)
-        print(f"  Dask 2 x 1 thread: {results['Dask 2 x 1 thread'][0]:.1f} s (+ {start_up:.1f} s to start the cluster and "
-              f"build the workers' graders)")  # fmt: skip
-
-    base = results["1 worker x 1 thread"][0]
-    print(f"\n{'way':<24}{'seconds':>10}{'subs/hour':>11}{'vs 1x1':>9}")
-    for label, (seconds, _) in results.items():
+    mean = {label: statistics.fmean(t) for label, t in times.items()}
+    base = mean["1 worker x 1 thread"]
+    print(f"\nmean of {args.rounds} round(s)\n{'way':<24}{'seconds':>10}{'subs/hour':>11}{'vs 1x1':>9}")
+    for label, seconds in mean.items():
         print(f"{label:<24}{seconds:>10.1f}{3600 * args.submissions / seconds:>11.1f}{base / seconds:>8.2f}x")
-    pool, both, dask = (results[k][0] for k in ("2 workers x 1 thread", "1 worker x 2 threads", "Dask 2 x 1 thread"))
+    print(f"Dask cluster start and grader build: {statistics.fmean(start_ups):.1f} s (not in the figures above)")
+    pool, both, dask = (mean[k] for k in ("2 workers x 1 thread", "1 worker x 2 threads", "Dask 2 x 1 thread"))
     print(f"\n2 workers vs 1 worker x 1 thread: {base / pool:.2f}x (target >= 1.7; parallel efficiency "
           f"{base / pool / 2:.0%}, target >= 85%)")  # fmt: skip
     print(f"2 workers vs 1 worker x 2 threads: {both / pool:.2f}x (target >= 1.0)")
-    print(f"Dask LocalCluster vs local pool: {dask / pool:.2f}x the time (target within 10%: 0.90-1.10)")
-    points = {k: list(df["total"]) for k, (_, df) in results.items()}
-    same = len({tuple(v) for v in points.values()}) == 1
-    print(f"totals agree across the four ways: {'yes' if same else 'NO'} {points[next(iter(points))]}")
-    return 0 if same else 1
+    print(f"Dask LocalCluster vs local pool: {dask / pool:.2f}x the time (target within 10%: 0.90-1.10); "
+          f"by round: {', '.join(f'{d / p:.2f}x' for d, p in zip(times['Dask 2 x 1 thread'], times['2 workers x 1 thread']))}")
+    seen = {tuple(t) for runs in totals.values() for t in runs}
+    print(f"totals agree across ways and rounds: {'yes' if len(seen) == 1 else 'NO'} {sorted(seen)[0]}")
+    return 0 if len(seen) == 1 else 1
 
 
 if __name__ == "__main__":

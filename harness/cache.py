@@ -4,18 +4,21 @@ Location, in order: ``--cache DIR``, the environment variable ``HARNESS_CACHE``,
 else ``$XDG_CACHE_HOME/harness`` (``~/.cache/harness``). Entries are folders
 named by a hash of everything that changes their content; a folder appears only
 once complete (written under a temporary name, then renamed), so an interrupted
-run never leaves a half entry that a later run would trust.
+run never leaves a half entry that a later run would trust. One process at a time
+builds an entry (:func:`building`): a second one that needs it waits and reads it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +88,23 @@ def publish(staging: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
+
+
+@contextmanager
+def building(final: Path, quiet: bool = False) -> Iterator[None]:
+    """Held while this process builds the cache entry ``final``. Another process that needs the
+    same entry (a second batch, a test worker) waits here, then finds it built, instead of
+    training it again and replacing it under a reader. The operating system releases the lock
+    when its holder dies."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(final.parent / f".{final.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not quiet:
+                print(f"waiting for another process that is building {final} ...", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from harness import metrics
 from harness.assignment import Assignment, Profile, RunSpec
-from harness.cache import make_key, publish, staging_dir, versions, write_json_atomic
+from harness.cache import building, make_key, publish, staging_dir, versions, write_json_atomic
 from harness.data import Mnist, pair_images, subset
 from harness.models import VAE, AutoEncoder
 from harness.training import Curves, TrainConfig, train
@@ -108,19 +108,20 @@ def load_or_train_classifier(
 ) -> tuple[metrics.Classifier, float]:
     """The metrics classifier for this data set, trained once and cached; returns it and its test accuracy."""
     folder = classifier_folder(data, a, cache, device)
-    clf = metrics.Classifier()
-    if (folder / "classifier.json").exists():
-        clf.load_state_dict(torch.load(folder / "classifier.pt", map_location="cpu", weights_only=True))
-        info = json.loads((folder / "classifier.json").read_text())
-        return clf.to(device).eval(), info["test_accuracy"]
-    clf = metrics.train_classifier(
-        data.train_images, data.train_labels, a.metrics.classifier_epochs, device, a.training.seed, quiet
-    )
-    acc = metrics.accuracy(clf, data.test_images, data.test_labels)
-    staging = staging_dir(folder)
-    torch.save(clf.state_dict(), staging / "classifier.pt")
-    write_json_atomic(staging / "classifier.json", {"test_accuracy": acc, "data": data.fingerprint})
-    publish(staging, folder)
+    with building(folder, quiet):
+        if (folder / "classifier.json").exists():
+            clf = metrics.Classifier()
+            clf.load_state_dict(torch.load(folder / "classifier.pt", map_location="cpu", weights_only=True))
+            info = json.loads((folder / "classifier.json").read_text())
+            return clf.to(device).eval(), info["test_accuracy"]
+        clf = metrics.train_classifier(
+            data.train_images, data.train_labels, a.metrics.classifier_epochs, device, a.training.seed, quiet
+        )
+        acc = metrics.accuracy(clf, data.test_images, data.test_labels)
+        staging = staging_dir(folder)
+        torch.save(clf.state_dict(), staging / "classifier.pt")
+        write_json_atomic(staging / "classifier.json", {"test_accuracy": acc, "data": data.fingerprint})
+        publish(staging, folder)
     return clf, acc
 
 
@@ -219,7 +220,14 @@ def build_reference(
     folder = cache / "reference" / f"{a.meta.id}-{profile.name}-{key}"
     if not force and (folder / "reference.json").exists():
         return load_result(folder)
+    with building(folder, quiet):
+        if not force and (folder / "reference.json").exists():  # built by the process this one waited for
+            return load_result(folder)
+        return _build_reference(a, profile, data, device, cache, folder, key, quiet)
 
+
+def _build_reference(a: Assignment, profile: Profile, data: Mnist, device: torch.device, cache: Path, folder: Path,
+                     key: str, quiet: bool) -> ReferenceResult:  # fmt: skip
     started = time.perf_counter()
     clf, clf_acc = load_or_train_classifier(data, a, cache, device, quiet)
     real_features = metrics.classify(clf, data.test_images)[0]

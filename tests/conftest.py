@@ -1,5 +1,11 @@
 """Shared fixtures. Data comes through the harness's own setting: HARNESS_DATA (CI points it
-at the MNIST stand-in), else the user cache, exactly as the CLI resolves it."""
+at the MNIST stand-in), else the user cache, exactly as the CLI resolves it.
+
+tox runs the suite in two pytest-xdist workers (``-n 2 --dist loadfile``: a file's tests stay
+in one worker, so its module fixtures are built once). Each worker's torch, and so each
+training unit it starts, gets an equal share of the cores, and the workers share one cache
+folder, so the classifier and each reference are trained once (the harness's cache lock
+makes the other worker wait)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,10 @@ import torch
 from harness.assignment import load_assignment
 from harness.data import load_mnist
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads()) // WORKERS))
+if WORKERS > 1:  # the CLI processes tests start take the same share
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +36,11 @@ def mnist():
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
-    """One cache folder for the whole session, so the classifier is trained once."""
+    """One cache folder for the whole run (all xdist workers), so the classifier is trained once."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker's base folder sits in the run's folder
+        shared = tmp_path_factory.getbasetemp().parent / "cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("cache")
 
 

@@ -15,13 +15,17 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 
 from harness.batch import BatchLocked, BatchOptions, _Lock, discover, grade_batch, grade_one, grade_rows, is_submission, write_grades
 from harness.grade import GradeOptions
 from harness.result import load_result
 from tests.conftest import EXAMPLE, copy_example
 
-CHEAP = BatchOptions(workers=2, render=False, quiet=True, grade=GradeOptions(quiet=True))
+# Two at a time, each training unit on its share of this test process's threads, as the CLI
+# splits the cores. Explicit, because a Dask worker would otherwise give a unit all the
+# machine's cores: oversubscribed beside a busy test worker, OpenMP's waits slow it severalfold.
+CHEAP = BatchOptions(workers=2, render=False, quiet=True, grade=GradeOptions(quiet=True, threads=max(1, torch.get_num_threads() // 2)))
 
 
 def garbage(folder):

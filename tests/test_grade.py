@@ -129,7 +129,7 @@ def test_other_loss_convention_with_its_own_beta_keeps_45(name, tmp_path, run_gr
 def test_a_hanging_train_autoencoder_costs_ae_training_only(tmp_path, run_grade):
     folder = copy_example(tmp_path / "hang", [("    model.to(device)\n    model.train()\n    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
                                                 "    while True:\n        pass")])  # fmt: skip
-    result = run_grade(folder, train_timeout_s=20)
+    result = run_grade(folder, train_timeout_s=40)  # the other units, on one core beside a busy one, finish well inside
     items = {i.id: i for i in result.items}
     assert items["ae_training"].status == "timeout" and items["ae_training"].points == 0
     assert {i.id for i in result.items if i.points < i.max_points} == {"ae_training"}

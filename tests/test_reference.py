@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -60,9 +59,8 @@ def test_a_rerun_of_a_smoke_run_gives_identical_metrics(smoke, assignment, mnist
 
 
 def test_a_second_build_answers_from_the_cache_with_the_same_models(smoke, assignment, mnist, session_cache):
-    started = time.perf_counter()
     again = build_reference(assignment, assignment.profile("smoke"), mnist, torch.device("cpu"), session_cache, quiet=True)
-    assert again.from_cache and time.perf_counter() - started < 5
+    assert again.from_cache
     assert again.key == smoke.key and again.tuned_beta == smoke.tuned_beta
     assert [r.test_mse for r in again.runs] == [r.test_mse for r in smoke.runs]
     tuned = load_model(again, "tuned", assignment, resolve_device("cpu"))
@@ -70,11 +68,9 @@ def test_a_second_build_answers_from_the_cache_with_the_same_models(smoke, assig
 
 
 def test_cli_reference_reads_the_cache_and_prints_the_table(smoke, session_cache):
-    started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "harness", "reference", "--profile", "smoke", "--device", "cpu", "--cache", str(session_cache), "-q"],
         capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "(read from cache)" in out.stdout and "beta-10" in out.stdout and "tuned beta" in out.stdout
-    assert time.perf_counter() - started < 60
