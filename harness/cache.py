@@ -95,7 +95,8 @@ def building(final: Path, quiet: bool = False) -> Iterator[None]:
     """Held while this process builds the cache entry ``final``. Another process that needs the
     same entry (a second batch, a test worker) waits here, then finds it built, instead of
     training it again and replacing it under a reader. The operating system releases the lock
-    when its holder dies."""
+    when its holder dies. Callers check for the finished entry before (a cache that is only
+    read needs no lock) and again inside."""
     final.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(final.parent / f".{final.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:

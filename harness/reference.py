@@ -108,21 +108,21 @@ def load_or_train_classifier(
 ) -> tuple[metrics.Classifier, float]:
     """The metrics classifier for this data set, trained once and cached; returns it and its test accuracy."""
     folder = classifier_folder(data, a, cache, device)
-    with building(folder, quiet):
-        if (folder / "classifier.json").exists():
-            clf = metrics.Classifier()
-            clf.load_state_dict(torch.load(folder / "classifier.pt", map_location="cpu", weights_only=True))
-            info = json.loads((folder / "classifier.json").read_text())
-            return clf.to(device).eval(), info["test_accuracy"]
-        clf = metrics.train_classifier(
-            data.train_images, data.train_labels, a.metrics.classifier_epochs, device, a.training.seed, quiet
-        )
-        acc = metrics.accuracy(clf, data.test_images, data.test_labels)
-        staging = staging_dir(folder)
-        torch.save(clf.state_dict(), staging / "classifier.pt")
-        write_json_atomic(staging / "classifier.json", {"test_accuracy": acc, "data": data.fingerprint})
-        publish(staging, folder)
-    return clf, acc
+    if not (folder / "classifier.json").exists():
+        with building(folder, quiet):
+            if not (folder / "classifier.json").exists():  # else built by the process this one waited for
+                clf = metrics.train_classifier(
+                    data.train_images, data.train_labels, a.metrics.classifier_epochs, device, a.training.seed, quiet
+                )
+                acc = metrics.accuracy(clf, data.test_images, data.test_labels)
+                staging = staging_dir(folder)
+                torch.save(clf.state_dict(), staging / "classifier.pt")
+                write_json_atomic(staging / "classifier.json", {"test_accuracy": acc, "data": data.fingerprint})
+                publish(staging, folder)
+    clf = metrics.Classifier()
+    clf.load_state_dict(torch.load(folder / "classifier.pt", map_location="cpu", weights_only=True))
+    info = json.loads((folder / "classifier.json").read_text())
+    return clf.to(device).eval(), info["test_accuracy"]
 
 
 # --------------------------------------------------------------------------- runs

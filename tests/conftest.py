@@ -70,6 +70,21 @@ def copy_example(dest: Path, replace: list[tuple[str, str]] = (), append: str = 
     return dest
 
 
+EXAMPLE_TUNED = "tuned_beta = 0.0001"  # the example's line in submission.toml
+
+
+def planted_copy(dest: Path, edits: list[tuple[str, str]] = (), tuned: str | None = None) -> Path:
+    """A copy of the example with exact edits of submission.py and, given ``tuned``, that line in
+    place of the example's tuned_beta."""
+    folder = copy_example(dest, edits)
+    if tuned:
+        toml = folder / "submission.toml"
+        text = toml.read_text()
+        assert text.count(EXAMPLE_TUNED) == 1, f"{EXAMPLE_TUNED!r} is not in the example's submission.toml once"
+        toml.write_text(text.replace(EXAMPLE_TUNED, tuned))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def run_check(assignment, mnist):
     """Check a submission folder as `harness check` does; returns the Result."""
@@ -95,3 +110,14 @@ def grader(assignment, mnist, session_cache):
     profile = assignment.profile("smoke")
     ref = build_reference(assignment, profile, mnist, torch.device("cpu"), session_cache, quiet=True)
     return make_grader(assignment, profile, mnist, ref, session_cache, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def run_grade(grader):
+    """Grade a submission folder in this process (smoke grader); returns the Result."""
+    from harness.grade import GradeOptions, grade_submission
+
+    def run(folder: Path, train_timeout_s: float | None = None):
+        return grade_submission(folder, grader, [], GradeOptions(train_timeout_s=train_timeout_s, quiet=True))
+
+    return run

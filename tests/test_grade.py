@@ -1,8 +1,8 @@
 """Integration: `harness grade` under the smoke profile on real digits, with real training in the sandbox.
 
-Each planted training bug is a copy of the example with one defect; it must lose
-points on exactly its own items. Each legitimate variant (another loss convention
-with its tuned beta written in that convention) keeps 45/45.
+The example earns 45/45 through the CLI. Each legitimate variant (another loss convention
+with its tuned beta written in that convention) keeps 45/45; a hanging training loop costs
+only its own item. Planted training bugs: test_grade_planted.py.
 """
 
 from __future__ import annotations
@@ -14,18 +14,7 @@ import sys
 import pytest
 from pypdf import PdfReader
 
-from harness.grade import GradeOptions, grade_submission
-from tests.conftest import EXAMPLE, copy_example
-
-TUNED = "tuned_beta = 0.0001"
-
-
-@pytest.fixture(scope="session")
-def run_grade(grader):
-    def run(folder, train_timeout_s: float | None = None):
-        return grade_submission(folder, grader, [], GradeOptions(train_timeout_s=train_timeout_s, quiet=True))
-
-    return run
+from tests.conftest import EXAMPLE, EXAMPLE_TUNED, copy_example, planted_copy
 
 
 @pytest.fixture(scope="session")
@@ -76,51 +65,20 @@ def test_grade_writes_the_instructor_report_as_html_and_pdf(example_grade):
     assert "45 / 45" in text and "Evidence per item" in text
 
 
-PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta line, evidence it must show)
-    "no-zero-grad": (["ae_training"], [("            optimizer.zero_grad()\n            loss.backward()", "            loss.backward()")],
-                     None, "zero_grad?"),
-    "no-optimizer-step": (["ae_training"], [("            optimizer.step()\n            losses.append", "            losses.append")],
-                          None, "the weights did not change"),
-    "learning-rate-ignored": (["ae_training"], [("torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
-                                                  "torch.optim.Adam(model.parameters())\n    losses = []")],
-                              None, "passed 0.00037, optimizer ran at 0.001"),
-    "vae-loop-without-backward": (["vae_training"], [("            total_loss.backward()\n", "")], None,
-                                  "a backward pass before every step"),
-    "tuned-beta-10": (["beta_tuning"], [], "tuned_beta = 10.0", "the posterior collapsed"),
-    "tuned-beta-0": (["beta_tuning"], [], "tuned_beta = 0.0", "beta is too small"),
-}  # fmt: skip
-
 # Another loss convention with the same tuned beta written in it: in fact fine.
 VARIANTS = {
     "kl-mean-over-dims": ([(".sum(dim=1).mean()", ".mean()")], "tuned_beta = 0.0064"),
     "sums-over-everything": ([(".sum(dim=1).mean()", ".sum()"), ("rec_loss = F.mse_loss(rec, x)", 'rec_loss = F.mse_loss(rec, x, reduction="sum")')],
                              "tuned_beta = 0.0784"),
     "log-variance": ([("z = mu + torch.exp(log_sigma) * eps", "z = mu + torch.exp(0.5 * log_sigma) * eps"),
-                      ("kl_divergence(mu, log_sigma, zeros, zeros)", "kl_divergence(mu, 0.5 * log_sigma, zeros, zeros)")], TUNED),
+                      ("kl_divergence(mu, log_sigma, zeros, zeros)", "kl_divergence(mu, 0.5 * log_sigma, zeros, zeros)")], EXAMPLE_TUNED),
 }  # fmt: skip
-
-
-def _planted(tmp_path, name, edits, tuned):
-    folder = copy_example(tmp_path / name, edits)
-    if tuned:
-        toml = folder / "submission.toml"
-        toml.write_text(toml.read_text().replace(TUNED, tuned))
-    return folder
-
-
-@pytest.mark.parametrize("name", sorted(PLANTED))
-def test_planted_training_bug_costs_exactly_its_items_and_names_the_cause(name, tmp_path, run_grade):
-    lost, edits, tuned, cause = PLANTED[name]
-    result = run_grade(_planted(tmp_path, name, edits, tuned))
-    short = {i.id: i.evidence for i in result.items if i.points < i.max_points}
-    assert sorted(short) == sorted(lost), short
-    assert any(cause in e for e in short[lost[0]]), short
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_other_loss_convention_with_its_own_beta_keeps_45(name, tmp_path, run_grade):
     edits, tuned = VARIANTS[name]
-    result = run_grade(_planted(tmp_path, name, edits, tuned if tuned != TUNED else None))
+    result = run_grade(planted_copy(tmp_path / name, edits, tuned if tuned != EXAMPLE_TUNED else None))
     assert result.total == 45, {i.id: i.evidence for i in result.items if i.points < i.max_points}
     beta = next(i for i in result.items if i.id == "beta_tuning")
     assert beta.metrics["beta_reference_convention"] == pytest.approx(1e-4)

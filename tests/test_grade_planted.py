@@ -1,0 +1,35 @@
+"""Integration: planted training bugs under `harness grade` (smoke profile, real digits, real
+training in the sandbox). Each is a copy of the example with one defect; it must lose points
+on exactly its own items, with evidence that names the cause.
+
+Apart from test_grade.py so that the two files' tests can run in parallel (tox: --dist loadfile).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import planted_copy
+
+PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta line, evidence it must show)
+    "no-zero-grad": (["ae_training"], [("            optimizer.zero_grad()\n            loss.backward()", "            loss.backward()")],
+                     None, "zero_grad?"),
+    "no-optimizer-step": (["ae_training"], [("            optimizer.step()\n            losses.append", "            losses.append")],
+                          None, "the weights did not change"),
+    "learning-rate-ignored": (["ae_training"], [("torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
+                                                  "torch.optim.Adam(model.parameters())\n    losses = []")],
+                              None, "passed 0.00037, optimizer ran at 0.001"),
+    "vae-loop-without-backward": (["vae_training"], [("            total_loss.backward()\n", "")], None,
+                                  "a backward pass before every step"),
+    "tuned-beta-10": (["beta_tuning"], [], "tuned_beta = 10.0", "the posterior collapsed"),
+    "tuned-beta-0": (["beta_tuning"], [], "tuned_beta = 0.0", "beta is too small"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_planted_training_bug_costs_exactly_its_items_and_names_the_cause(name, tmp_path, run_grade):
+    lost, edits, tuned, cause = PLANTED[name]
+    result = run_grade(planted_copy(tmp_path / name, edits, tuned))
+    short = {i.id: i.evidence for i in result.items if i.points < i.max_points}
+    assert sorted(short) == sorted(lost), short
+    assert any(cause in e for e in short[lost[0]]), short
