@@ -221,7 +221,7 @@ def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), opti
                     bar.update(1)
             if options.render:  # an override edited since a skipped submission's report was drawn
                 skipped = {o.id: o for o in summary.outcomes if o.status == "skipped"}
-                for sid, error in refresh_reports(out, list(skipped)).items():
+                for sid, error in refresh_reports(out, list(skipped), g.a).items():
                     skipped[sid].error = f"report: {error}"
         finally:  # also after Ctrl-C: the tables show whatever is on disk
             rows = grade_rows(out, [f.name for f in folders], g.a)
@@ -235,13 +235,19 @@ def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), opti
     return summary
 
 
-def refresh_reports(out: Path, ids: list[str]) -> dict[str, str]:
-    """Render again the reports that are older than their overrides; returns the failures."""
+def refresh_reports(out: Path, ids: list[str], a: Assignment) -> dict[str, str]:
+    """Render again the reports that are older than their overrides; returns the failures.
+    An ``overrides.csv`` made invalid during the batch refreshes nothing (every row of
+    ``grades.csv`` says it is invalid)."""
     from harness.overrides import reports_to_refresh
     from harness.render import render_folder
 
+    try:
+        overrides = load_overrides(out / OVERRIDES_NAME, rubric_points(a), ids)
+    except OverridesError:
+        return {}
     failures = {}
-    for sid in reports_to_refresh(out, ids):
+    for sid in reports_to_refresh(out, ids, overrides):
         failed = [r.error for r in render_folder(out / sid, ["report"]) if r.error]
         if failed:
             failures[sid] = failed[0]

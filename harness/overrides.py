@@ -297,32 +297,18 @@ def report_overrides(folder: Path, result: Mapping[str, Any]) -> tuple[dict, str
 # --------------------------------------------------------------------------- batch reruns
 
 
-def _csv_items(path: Path) -> dict[str, set[str]] | None:
-    """Submission -> items overridden, read leniently (no validation); None when unreadable."""
-    try:
-        rows = list(csv.DictReader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-    out: dict[str, set[str]] = {}
-    for row in rows:
-        sid, item = (row.get("submission") or "").strip(), (row.get("item") or "").strip()
-        if sid:
-            out.setdefault(sid, set()).add(item)
-    return out
-
-
-def reports_to_refresh(out: Path, ids: Collection[str]) -> list[str]:
-    """The submissions among ``ids`` whose ``report.html`` no longer shows their overrides, so
-    a batch that skips them (unchanged since their result) renders their report again. A
-    report is stale when it is older than the submission's ``overrides.json`` (the overrides
-    were applied since, e.g. by ``grades.csv``), when the items overridden in ``overrides.csv``
-    are not those of the basis (rows added or removed), or when the submission has rows in
-    ``overrides.csv`` and the report is older than that file (rows edited). Submissions
-    without a result, with an error record or without a report are left out."""
+def reports_to_refresh(out: Path, ids: Collection[str], overrides: Overrides) -> list[str]:
+    """The submissions among ``ids`` whose ``report.html`` no longer shows their overrides
+    (``overrides``: ``<out>/overrides.csv`` as loaded now), so a batch that skips them
+    (unchanged since their result) renders their report again. A report is stale when it is
+    older than the submission's ``overrides.json`` (the overrides were applied since, e.g. by
+    ``grades.csv``), when the items overridden in ``overrides.csv`` are not those of the basis
+    (rows added or removed), or when the submission has rows in ``overrides.csv`` and the
+    report is older than that file (rows edited). Submissions without a result, with an error
+    record or without a report are left out."""
     out = Path(out)
     csv_path = out / OVERRIDES_NAME
     csv_mtime = csv_path.stat().st_mtime_ns if csv_path.is_file() else None
-    rows = _csv_items(csv_path) if csv_mtime is not None else {}
     stale = []
     for sid in ids:
         folder = out / sid
@@ -331,11 +317,7 @@ def reports_to_refresh(out: Path, ids: Collection[str]) -> list[str]:
             continue
         mtime = report.stat().st_mtime_ns
         basis = read_basis(folder)
-        if rows is None:  # an unreadable CSV: every report older than it may be out of date
-            if csv_mtime is not None and mtime < csv_mtime:
-                stale.append(sid)
-            continue
-        mine = rows.get(sid, set())
+        mine = set(overrides.of(sid))
         if ((basis_path.is_file() and mtime < basis_path.stat().st_mtime_ns) or mine != set(basis)
                 or (mine and csv_mtime is not None and mtime < csv_mtime)):  # fmt: skip
             stale.append(sid)

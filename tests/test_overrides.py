@@ -353,6 +353,11 @@ def aged(path: Path, seconds: int) -> None:
     os.utime(path, (t, t))
 
 
+def stale(out: Path, ids: list[str], assignment) -> list[str]:
+    """The reports a batch would render again, with overrides.csv as it is now."""
+    return reports_to_refresh(out, ids, load_overrides(out / OVERRIDES_NAME, rubric_points(assignment), ids))
+
+
 def rendered_course(out: Path, assignment) -> None:
     """s1 with an override, s2 without, both with a report rendered after everything else and
     before now (file times are coarser than the steps of a test)."""
@@ -369,22 +374,22 @@ def rendered_course(out: Path, assignment) -> None:
 
 def test_no_report_needs_a_refresh_when_nothing_changed_since_it_was_rendered(tmp_path, assignment):
     rendered_course(tmp_path, assignment)
-    assert reports_to_refresh(tmp_path, ["s1", "s2"]) == []
+    assert stale(tmp_path, ["s1", "s2"], assignment) == []
 
 
 def test_an_edited_row_makes_only_that_submissions_report_stale(tmp_path, assignment):
     rendered_course(tmp_path, assignment)
     overrides(tmp_path, "s1,ae_training,5.5,")
-    assert reports_to_refresh(tmp_path, ["s1", "s2"]) == ["s1"]
+    assert stale(tmp_path, ["s1", "s2"], assignment) == ["s1"]
 
 
 def test_an_added_or_removed_row_makes_the_report_stale(tmp_path, assignment):
     rendered_course(tmp_path, assignment)
     overrides(tmp_path, "s1,ae_training,5,", "s2,ae_training,6,")
-    assert reports_to_refresh(tmp_path, ["s1", "s2"]) == ["s1", "s2"]
+    assert stale(tmp_path, ["s1", "s2"], assignment) == ["s1", "s2"]
     rendered_course(tmp_path / "again", assignment)
     (tmp_path / "again" / OVERRIDES_NAME).unlink()  # every override removed
-    assert reports_to_refresh(tmp_path / "again", ["s1", "s2"]) == ["s1"]
+    assert stale(tmp_path / "again", ["s1", "s2"], assignment) == ["s1"]
 
 
 def test_overrides_applied_after_the_report_make_it_stale(tmp_path, assignment):
@@ -392,7 +397,7 @@ def test_overrides_applied_after_the_report_make_it_stale(tmp_path, assignment):
     overrides(tmp_path, "s1,ae_training,4.5,")
     aged(tmp_path / OVERRIDES_NAME, 200)  # the edit is older than the report, but grades.csv applied it since
     grade_rows(tmp_path, ["s1", "s2"], assignment)
-    assert reports_to_refresh(tmp_path, ["s1", "s2"]) == ["s1"]
+    assert stale(tmp_path, ["s1", "s2"], assignment) == ["s1"]
 
 
 def test_submissions_without_a_report_or_with_an_error_are_not_listed(tmp_path, assignment):
@@ -400,7 +405,7 @@ def test_submissions_without_a_report_or_with_an_error_are_not_listed(tmp_path, 
     overrides(tmp_path, "s1,ae_training,5.5,", "s2,ae_training,5.5,")
     (tmp_path / "s1" / "report.html").unlink()
     (tmp_path / "s2" / "error.json").write_text("{}")
-    assert reports_to_refresh(tmp_path, ["s1", "s2"]) == []
+    assert stale(tmp_path, ["s1", "s2"], assignment) == []
 
 
 def test_a_rendered_report_is_no_longer_stale(tmp_path, assignment):
@@ -411,6 +416,6 @@ def test_a_rendered_report_is_no_longer_stale(tmp_path, assignment):
     aged(tmp_path / OVERRIDES_NAME, 100)
     (folder / "report.html").write_text("old")
     aged(folder / "report.html", 200)
-    assert reports_to_refresh(tmp_path, ["s1"]) == ["s1"]
+    assert stale(tmp_path, ["s1"], assignment) == ["s1"]
     (folder / "report.html").write_text(render_html(folder, "report"))  # as render_here writes it, after the basis
-    assert reports_to_refresh(tmp_path, ["s1"]) == []
+    assert stale(tmp_path, ["s1"], assignment) == []
