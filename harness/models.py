@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.assignment import Assignment, LayerSpec, PlannedLayer, plan_layers
+from harness.gemm_conv import Conv2d, ConvTranspose2d
 
 
 class Reshape(nn.Module):
@@ -51,10 +52,10 @@ def _layer(p: PlannedLayer, slope: float) -> list[nn.Module]:
     else:
         g = p.geometry
         if s.kind == "conv":
-            core = [nn.Conv2d(p.in_channels, s.out_channels, s.kernel, g.stride, g.padding, bias=s.bias)]
+            core = [Conv2d(p.in_channels, s.out_channels, s.kernel, g.stride, g.padding, bias=s.bias)]
         else:
             core = [
-                nn.ConvTranspose2d(
+                ConvTranspose2d(
                     p.in_channels, s.out_channels, s.kernel, g.stride, g.padding, g.output_padding, bias=s.bias
                 )
             ]
