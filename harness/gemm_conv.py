@@ -91,7 +91,7 @@ def _col2im_plan(
     """For each kernel offset, the (image, cols) views that ``col2im`` sums, as plain strided views
     (per-offset Python indexing costs as much as the additions at these sizes), and whether it
     writes rather than adds: when some offsets reach every pixel exactly once, they go first and
-    write, which spares zero-filling the image. Writers come first."""
+    write, which spares zero-filling the image."""
     (h, w), (kh, kw), (sh, sw), (ph, pw), (gh, gw) = size, kernel, stride, padding, grid
     taps_y, taps_x = _taps(kh, sh, ph, gh, h), _taps(kw, sw, pw, gw, w)
     cover_y, cover_x = _cover(taps_y, sh, h), _cover(taps_x, sw, w)
@@ -139,7 +139,7 @@ class _Conv(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, padding: Pair) -> Tensor:
         b, c, h, w = x.shape
         co, _, kh, kw = weight.shape
-        out = (conv_out(h, kh, stride[0], padding[0]), conv_out(w, kw, stride[1], padding[1]))
+        out = tuple(map(conv_out, (h, w), (kh, kw), stride, padding))
         cols = im2col(x, (kh, kw), stride, padding, out)
         wm = weight.permute(0, 2, 3, 1).reshape(co, kh * kw * c)  # a view when weight is channels-last
         # The product is written straight into a channels-last output: returning a view of it instead
@@ -173,7 +173,9 @@ class _Conv(torch.autograd.Function):
 
 class _ConvTranspose(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, output_padding: Pair) -> Tensor:
+    def forward(
+        ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, padding: Pair, output_padding: Pair
+    ) -> Tensor:
         b, ci, h, w = x.shape
         _, co, kh, kw = weight.shape
         size = tuple(map(conv_transpose_out, (h, w), (kh, kw), stride, padding, output_padding))

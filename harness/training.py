@@ -89,7 +89,8 @@ def train(
     seed_everything(cfg.seed)
     order = torch.Generator().manual_seed(cfg.seed)
     model.to(device=device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=device.type in ("cpu", "cuda") or None)
+    fused = True if device.type in ("cpu", "cuda") else None  # None: torch's default elsewhere
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=fused)
     steps_per_epoch = -(-len(images) // cfg.batch_size)
     recs, kls = [], []
     start = time.perf_counter()
