@@ -28,6 +28,7 @@ DEFAULT_ASSIGNMENT = "variant-a"
 
 LayerKind = Literal["conv", "conv_transpose", "linear"]
 Activation = Literal["leaky_relu", "relu", "sigmoid", "tanh", "none"]
+OpenField = Literal["kernel", "batch_norm"]
 
 
 class AssignmentError(ValueError):
@@ -57,7 +58,11 @@ class DataSpec:
 @dataclass(frozen=True)
 class LayerSpec:
     """One layer of the handout's table. A linear layer's output is reshaped to
-    (out_channels, out_resolution, out_resolution)."""
+    (out_channels, out_resolution, out_resolution).
+
+    ``open`` names the fields the handout leaves unstated (a ``...`` line in its table):
+    grading accepts any kernel that reaches ``out_resolution`` and either batch-norm choice
+    there, while ``kernel`` and ``batch_norm`` stay the reference model's documented default."""
 
     kind: LayerKind
     out_channels: int
@@ -66,6 +71,7 @@ class LayerSpec:
     batch_norm: bool = False
     activation: Activation = "none"
     bias: bool = True
+    open: tuple[OpenField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -285,8 +291,11 @@ class Assignment:
     @property
     def training_digest(self) -> str:
         """A hash of what trained models depend on (data, model, training, metrics,
-        interpolation): rubric points, questions or thresholds can change without retraining."""
+        interpolation): rubric points, questions or thresholds can change without retraining.
+        A layer's ``open`` fields only widen what grading accepts, so they are left out too."""
         parts = {k: dataclasses.asdict(getattr(self, k)) for k in ("data", "model", "training", "metrics", "interpolation")}
+        for layer in (*parts["model"]["encoder"], *parts["model"]["decoder"]):
+            del layer["open"]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -333,6 +342,15 @@ def plan_layers(
     return planned
 
 
+def _validate_open(layer: LayerSpec, key: str, file: str) -> None:
+    """``open`` lists each field once, and ``kernel`` only on a (transposed) convolution."""
+    for name in layer.open:
+        if layer.open.count(name) > 1:
+            raise AssignmentError(file, key, f"{name!r} is listed twice", "list each open field once")
+    if "kernel" in layer.open and layer.kind == "linear":
+        raise AssignmentError(file, key, "a linear layer has no kernel to leave open", 'remove "kernel" from open')
+
+
 def _validate(a: Assignment, file: str) -> None:
     m = a.model
     if not m.encoder or not m.decoder:
@@ -343,6 +361,9 @@ def _validate(a: Assignment, file: str) -> None:
             file, "model.decoder[0].kind", "the decoder must start with the linear layer from the latent", 'set kind = "linear"'
         )
     plan_layers(m.decoder, m.nz, 1, "model.decoder", file)
+    for where, layers in (("model.encoder", m.encoder), ("model.decoder", m.decoder)):
+        for i, layer in enumerate(layers):
+            _validate_open(layer, f"{where}[{i}].open", file)
     last = m.decoder[-1]
     if (last.out_channels, last.out_resolution) != (a.data.image_channels, a.data.image_size):
         raise AssignmentError(

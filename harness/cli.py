@@ -42,8 +42,19 @@ def cmd_reference(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     started = time.perf_counter()
+    if args.band:
+        from harness.beta_band import ensure_band
+
+        band = ensure_band(a, data, device, cache_root(args.cache), quiet=args.quiet)
+        print(band_table(band))
+        print(f"done in {time.perf_counter() - started:.1f} s")
+        return 0
     result = build_reference(a, profile, data, device, cache_root(args.cache), force=args.force, quiet=args.quiet)
     print(table(result))
+    if profile.name == "full":
+        from harness.beta_band import load_band
+
+        print(band_table(load_band(a, data.fingerprint, cache_root(args.cache))))
     if result.classifier_accuracy < a.metrics.classifier_min_accuracy:
         print(
             f"warning: the metrics classifier reaches {result.classifier_accuracy:.2%} test accuracy, below the "
@@ -52,6 +63,17 @@ def cmd_reference(args: argparse.Namespace) -> int:
         )
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def band_table(band) -> str:
+    """The full-protocol beta search as text: one row per searched beta, then the band."""
+    lines = [f"{'beta':>8}{'test MSE':>10}{'sample FID':>12}{'KL':>9}{'active':>8}  verdict"]
+    for s in band.searched:
+        kl = "-" if s.kl is None else f"{s.kl:.2f}"
+        verdict = ("in band: " if s.passes else "out: ") + s.why
+        lines.append(f"{s.beta:>8g}{s.test_mse:>10.4f}{s.sample_fid:>12.2f}{kl:>9}{s.active_units!s:>8}  {verdict}")
+    lines.append(f"beta band ({band.source}): {band.describe()}")
+    return "\n".join(lines)
 
 
 def _outputs(args: argparse.Namespace, folder: Path, data_root: Path, cache: Path) -> tuple[Path, list[Path]]:
@@ -219,6 +241,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return 2
     reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
     grader = make_grader(a, profile, data, reference, cache, device)
+    if grader.band is None:  # always shown: it changes how beta_tuning reads
+        print(f"note: no full-protocol beta band is cached for {a.meta.id} and this data, so tuned betas are judged "
+              f"provisionally by the {profile.name} profile's own search and beta_tuning is needs_review; build the "
+              "band once with `python -m harness reference --band` (docs/reference.md#the-beta-band)", file=sys.stderr)  # fmt: skip
     if course:
         return _grade_course(args, folder, grader, data.source.root, cache, str(device), started)
     out, protect = _outputs(args, folder, data.source.root, cache)
@@ -365,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.add_argument("--force", action="store_true", help="retrain even when the cache has this reference")
+    p.add_argument(
+        "--band",
+        action="store_true",
+        help="build only the full-protocol beta search that judges tuned betas (the AE and the search runs, "
+        "whatever --profile says); `--profile full` builds it too (docs/reference.md#the-beta-band)",
+    )
     p.set_defaults(func=cmd_reference)
 
     p = verbs.add_parser(

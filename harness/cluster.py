@@ -32,6 +32,7 @@ from distributed import Client, WorkerPlugin, as_completed, get_worker
 
 from harness.batch import ERROR_NAME, BatchOptions, Outcome, grade_one, record_error
 from harness.cache import versions, write_bytes_atomic
+from harness.beta_band import band_path
 from harness.grade import Grader
 from harness.reference import classifier_folder
 from harness.submission import submission_files
@@ -68,6 +69,7 @@ class GradingKit:
     mnist: dict[str, np.ndarray]  # train/test images [N, 1, 28, 28] (uint8, as in MNIST's files) and labels
     fingerprint: str
     versions: dict[str, str]
+    band_file: bytes | None = None  # the cached full-protocol beta search (harness.beta_band), when built
 
 
 def grading_kit(g: Grader, cache: Path, device: str) -> GradingKit:
@@ -92,6 +94,7 @@ def grading_kit(g: Grader, cache: Path, device: str) -> GradingKit:
                "test_images": u8(d.test_images), "test_labels": d.test_labels.numpy()},  # fmt: skip
         fingerprint=d.fingerprint,
         versions=versions(),
+        band_file=band.read_bytes() if (band := band_path(g.a, d.fingerprint, cache)).is_file() else None,
     )
 
 
@@ -124,6 +127,10 @@ def unpack_kit(kit: GradingKit, folder: Path) -> Grader:
         target.mkdir(parents=True, exist_ok=True)
         for name, blob in contents.items():
             (target / name).write_bytes(blob)
+    if kit.band_file is not None:
+        band = band_path(a, data.fingerprint, cache)
+        band.parent.mkdir(parents=True, exist_ok=True)
+        band.write_bytes(kit.band_file)
     reference = load_result(cache / "reference" / kit.reference_name)
     return make_grader(a, a.profile(kit.profile), data, reference, cache, device)
 

@@ -21,6 +21,7 @@ decoded, so worker processes would only copy them (docs/checks.md).
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 import numpy as np
 
-from harness import artifacts, metrics
+from harness import artifacts, beta_band, metrics
 from harness.assignment import Assignment, Profile
 from harness.checks import training
 from harness.checks.suite import (
@@ -39,11 +40,17 @@ from harness.checks.suite import (
     probe_inputs, score_answers, scored, unit_failure,
 )  # fmt: skip
 from harness.data import Mnist, pair_images, subset
-from harness.reference import PRIOR_SEED_OFFSET, ReferenceResult, load_model, load_or_train_classifier
+from harness.beta_band import BetaBand
+from harness.reference import (
+    PRIOR_SEED_OFFSET, ReferenceResult, RunRecord, load_model, load_or_train_classifier, reference_at_beta,
+)  # fmt: skip
 from harness.result import Result
 from harness.rubric import ItemResult, failed
 from harness.sandbox import Limits, UnitOutcome
 from harness.submission import Submission, load_submission
+
+MAX_REFERENCE_BETA = 1e3  # beyond this (reference convention) every run has long collapsed: none is trained
+
 
 @dataclass(frozen=True)
 class GradeOptions:
@@ -66,6 +73,9 @@ class Grader:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     reference_arrays: dict[str, np.ndarray]  # what the reports show of the reference (harness.artifacts)
+    band: BetaBand | None  # the full-protocol beta band; None until `harness reference --band` built it
+    cache: Path  # where the reference at each student's beta is trained once and kept
+    device: torch.device
 
 
 def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: ReferenceResult, cache: Path, device: torch.device) -> Grader:
@@ -75,7 +85,23 @@ def make_grader(a: Assignment, profile: Profile, data: Mnist, reference: Referen
     images, labels = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
     judge = training.Judge(clf, eval_images(a, data), real, a)
     reference = on_eval_images(reference, a, judge.test_images, device)
-    return Grader(a, profile, data, reference, judge, images, labels, reference_arrays(reference, a, data, device))
+    band = beta_band.load_band(a, data.fingerprint, cache)
+    arrays = reference_arrays(reference, a, data, device)
+    return Grader(a, profile, data, reference, judge, images, labels, arrays, band, cache, device)
+
+
+def beta_verdict(g: Grader, beta_ref: float) -> training.BetaVerdict:
+    """The two references a tuned beta (reference convention) is judged against: the full-protocol
+    band (else, provisionally, this profile's own search) and the reference trained at that beta."""
+    a = g.a
+    band = g.band or beta_band.judge_search(beta_band.search_rows(g.reference), g.reference.tuned_beta, a.grading,
+                                            a.meta.id, g.data.fingerprint, f"reference {g.profile.name}")  # fmt: skip
+    if math.isfinite(beta_ref) and 0 < beta_ref <= MAX_REFERENCE_BETA:
+        run, model = reference_at_beta(a, g.profile, g.data, g.device, g.cache, beta_ref)
+        at_beta = training.reference_measure(remeasured(run, model, a, g.judge.test_images))
+    else:  # no sensible model trains there: the profile's tuned run stands in, and the band fails the beta
+        at_beta = training.reference_measure(g.reference.run(a.training.tuned.name))
+    return training.BetaVerdict(band, g.band is None, at_beta, g.profile.name)
 
 
 def reference_arrays(ref: ReferenceResult, a: Assignment, data: Mnist, device: torch.device) -> dict[str, np.ndarray]:
@@ -97,16 +123,17 @@ def on_eval_images(ref: ReferenceResult, a: Assignment, images: torch.Tensor, de
     """The reference with its non-search runs' test MSE, KL and active units re-measured on the
     grading evaluation images, so student and reference numbers come from the same images
     (sample FID and paths do not depend on them)."""
-    runs = []
-    for run in ref.runs:
-        if not run.search:
-            model = load_model(ref, run.name, a, device)
-            run = dataclasses.replace(run, test_mse=metrics.test_mse(model, images))
-            if run.model == "vae":
-                stats = metrics.latent_stats(model, images, a.metrics.active_unit_threshold)
-                run = dataclasses.replace(run, kl=stats.kl_per_image, active_units=stats.active_units, kl_per_dim=stats.kl_per_dim)
-        runs.append(run)
+    runs = [run if run.search else remeasured(run, load_model(ref, run.name, a, device), a, images) for run in ref.runs]
     return dataclasses.replace(ref, runs=runs)
+
+
+def remeasured(run: RunRecord, model: torch.nn.Module, a: Assignment, images: torch.Tensor) -> RunRecord:
+    """A reference run with its test MSE (and a VAE's KL and active units) measured on ``images``."""
+    run = dataclasses.replace(run, test_mse=metrics.test_mse(model, images))
+    if run.model == "vae":
+        stats = metrics.latent_stats(model, images, a.metrics.active_unit_threshold)
+        run = dataclasses.replace(run, kl=stats.kl_per_image, active_units=stats.active_units, kl_per_dim=stats.kl_per_dim)
+    return run
 
 
 def fixed_prior(a: Assignment) -> torch.Tensor:
@@ -189,7 +216,8 @@ def grade_submission(
                  "criterion": ref.criterion, "classifier_accuracy": ref.classifier_accuracy,
                  "runs": {r.name: training.reference_measure(r).to_json() for r in ref.runs if not r.search},
                  "search": [{"beta": r.beta, "test_mse": r.test_mse, "sample_fid": r.sample_fid, "kl": r.kl}
-                            for r in ref.runs if r.search]}  # fmt: skip
+                            for r in ref.runs if r.search],
+                 "band": g.band.to_json() if g.band else None}  # fmt: skip
     pending = [r.id for r in a.rubric if r.id not in by_id]
     result = new_result("grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference)
     result.runs = runs
@@ -330,7 +358,7 @@ def training_items(
 
     # ---- the tuned beta: the student's loop when it works, else the harness's, on their VAE
     tuned_beta = sub.tuned_beta
-    tuned_m = None
+    tuned_m, at_beta = None, None
     if tuned_beta is None:
         why = tuned_beta_missing(sub, a)
         out["beta_tuning"] = failed(a.item("beta_tuning"), "fail", [why])
@@ -344,15 +372,19 @@ def training_items(
         tuned_m = measured(t.tuned.name, o, args)
         notes = [n for n in (note, "your VAE loop did not pass its checks, so the harness's loop trained the tuned run"
                              if trainer == "harness" else "") if n]  # fmt: skip
+        verdict = beta_verdict(g, tuned_beta * (factor or 1.0))
+        at_beta = verdict.at_beta
         if tuned_m is None:
             out["beta_tuning"] = unit_failure("beta_tuning", a, o, f"the tuned run (beta = {tuned_beta:g})")
         else:
             out["beta_tuning"] = scored("beta_tuning", a, lambda: training.score_beta_tuning(
-                a, tuned_beta, o.value, tuned_m, ref, factor, vm.get("kl_reduction"), "; ".join(notes)))  # fmt: skip
+                a, tuned_beta, tuned_m, verdict, factor, vm.get("kl_reduction"), "; ".join(notes)))  # fmt: skip
 
-    # ---- interpolation: the student's paths where their models are usable, else the reference's
+    # ---- interpolation: the student's paths where their models are usable, else the reference's;
+    # judged against the reference at the student's own beta (the beta itself is beta_tuning's)
+    ref_tuned = at_beta or training.reference_measure(ref.run(t.tuned.name))
     ae_path = ae_m if ae_m is not None and ae_m.source == "student" else training.reference_measure(ref.run(t.ae.name))
-    tuned_ok = tuned_m is not None and tuned_m.source == "student" and out["beta_tuning"].metrics.get("collapsed") is False
-    vae_path = tuned_m if tuned_ok else training.reference_measure(ref.run(t.tuned.name))
-    out["interpolation"] = scored("interpolation", a, lambda: training.score_interpolation(a, ae_path, vae_path, ref, interpolation_answer))
+    vae_path = tuned_m if tuned_m is not None and tuned_m.source == "student" else ref_tuned
+    out["interpolation"] = scored("interpolation", a, lambda: training.score_interpolation(
+        a, ae_path, vae_path, ref_tuned, interpolation_answer))  # fmt: skip
     return out

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from harness import metrics
+from harness import beta_band, metrics
 from harness.assignment import Assignment, Profile, RunSpec
 from harness.cache import building, make_key, publish, staging_dir, versions, write_json_atomic
 from harness.data import Mnist, pair_images, subset
@@ -215,23 +215,28 @@ def build_reference(
     force: bool = False,
     quiet: bool = False,
 ) -> ReferenceResult:
-    """Train (or read from the cache) every reference run and measure it."""
+    """Train (or read from the cache) every reference run and measure it. A ``full`` reference
+    also caches its search as the beta band (``harness.beta_band``) when none is cached."""
     key = cache_key(a, profile, data, device)
     folder = cache / "reference" / f"{a.meta.id}-{profile.name}-{key}"
     if not force and (folder / "reference.json").exists():
-        return load_result(folder)
-    with building(folder, quiet):
-        if not force and (folder / "reference.json").exists():  # built by the process this one waited for
-            return load_result(folder)
-        return _build_reference(a, profile, data, device, cache, folder, key, quiet)
+        result = load_result(folder)
+    else:
+        with building(folder, quiet):
+            if not force and (folder / "reference.json").exists():  # built by the process this one waited for
+                result = load_result(folder)
+            else:
+                result = _build_reference(a, profile, data, device, cache, folder, key, quiet)
+    if profile.name == beta_band.PROFILE and (force or beta_band.load_band(a, data.fingerprint, cache) is None):
+        rows = beta_band.search_rows(result)
+        beta_band.save_search(a, data.fingerprint, cache, result.tuned_beta, rows, "reference full", 0.0)
+    return result
 
 
 def _build_reference(a: Assignment, profile: Profile, data: Mnist, device: torch.device, cache: Path, folder: Path,
                      key: str, quiet: bool) -> ReferenceResult:  # fmt: skip
     started = time.perf_counter()
-    clf, clf_acc = load_or_train_classifier(data, a, cache, device, quiet)
-    real_features = metrics.classify(clf, data.test_images)[0]
-    real_fid = metrics.real_vs_real_fid(clf, data.train_images, real_features, a.metrics.fid_samples, a.training.seed)
+    clf, clf_acc, real_features, real_fid = _calibration(a, data, cache, device, quiet)
     images, _ = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
 
     staging = staging_dir(folder)
@@ -262,6 +267,15 @@ def _build_reference(a: Assignment, profile: Profile, data: Mnist, device: torch
     return result
 
 
+def _search_plan(a: Assignment, profile: Profile) -> list[tuple[str, RunSpec, float | None, int, bool]]:
+    """(name, spec, beta, epochs, is_search) of the AE run and the search runs, in training order."""
+    t = a.training
+    search_spec = RunSpec("search", t.search.epochs, t.search.learning_rate)
+    return [(t.ae.name, t.ae, None, profile.epochs(t.ae.epochs), False)] + [
+        (f"search-{b:g}", search_spec, b, profile.epochs(t.search.epochs), True) for b in t.search.betas
+    ]
+
+
 def _train_runs(
     a: Assignment,
     profile: Profile,
@@ -271,23 +285,25 @@ def _train_runs(
     clf: metrics.Classifier,
     real_features: torch.Tensor,
     real_fid: float,
-    staging: Path,
+    staging: Path | None,
     quiet: bool,
+    search_only: bool = False,
 ) -> list[RunRecord]:
-    """Train and measure every run, saving state dicts into ``staging``; the tuned run comes last."""
+    """Train and measure every run, saving state dicts into ``staging`` (when given); the tuned run
+    comes last. ``search_only``: the AE and the search runs alone (what the beta band needs)."""
     t = a.training
-    plan: list[tuple[str, RunSpec, float | None, int, bool]] = [(t.ae.name, t.ae, None, profile.epochs(t.ae.epochs), False)]
-    plan += [(r.name, r, r.beta, profile.epochs(r.epochs), False) for r in t.fixed]
-    search_spec = RunSpec("search", t.search.epochs, t.search.learning_rate)
-    plan += [(f"search-{b:g}", search_spec, b, profile.epochs(t.search.epochs), True) for b in t.search.betas]
+    plan = _search_plan(a, profile)
+    if not search_only:
+        plan[1:1] = [(r.name, r, r.beta, profile.epochs(r.epochs), False) for r in t.fixed]
     runs: list[RunRecord] = []
-    with tqdm(total=len(plan) + 1, desc="reference runs", unit="run", disable=quiet) as bar:
+    with tqdm(total=len(plan) + (not search_only), desc="reference runs", unit="run", disable=quiet) as bar:
 
         def do(name: str, spec: RunSpec, beta: float | None, epochs: int, is_search: bool) -> None:
             model, curves = _train_run(a, spec, beta, epochs, images, device, quiet)
             rec = _measure(a, name, model, beta, spec, epochs, curves, data, len(images), clf, real_features)
             rec.search = is_search
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, staging / f"{name}.pt")
+            if staging is not None:
+                torch.save({k: v.cpu() for k, v in model.state_dict().items()}, staging / f"{name}.pt")
             runs.append(rec)
             bar.update()
             if not quiet:
@@ -295,10 +311,65 @@ def _train_runs(
 
         for item in plan:
             do(*item)
-        ae, searched = runs[0], [r for r in runs if r.search]
-        best = min(searched, key=lambda r: tuned_score(r, ae, real_fid))
-        do(t.tuned.name, t.tuned, best.beta, profile.epochs(t.tuned.epochs), False)
+        if not search_only:
+            do(t.tuned.name, t.tuned, search_pick(runs, real_fid), profile.epochs(t.tuned.epochs), False)
     return runs
+
+
+def search_pick(runs: list[RunRecord], real_fid: float) -> float:
+    """The searched beta with the lowest tuned-beta score (the first run is the AE)."""
+    ae, searched = runs[0], [r for r in runs if r.search]
+    return min(searched, key=lambda r: tuned_score(r, ae, real_fid)).beta
+
+
+def _calibration(a: Assignment, data: Mnist, cache: Path, device: torch.device, quiet: bool):
+    """The metrics classifier, its accuracy, the test set's features and the real-vs-real FID."""
+    clf, clf_acc = load_or_train_classifier(data, a, cache, device, quiet)
+    real_features = metrics.classify(clf, data.test_images)[0]
+    real_fid = metrics.real_vs_real_fid(clf, data.train_images, real_features, a.metrics.fid_samples, a.training.seed)
+    return clf, clf_acc, real_features, real_fid
+
+
+def train_search(
+    a: Assignment, profile: Profile, data: Mnist, device: torch.device, cache: Path, quiet: bool = False
+) -> tuple[float, list[tuple]]:
+    """Train the AE and the beta search alone (nothing cached but the classifier); returns the
+    search's pick and (beta, test MSE, sample FID, KL, active units) per searched beta."""
+    clf, _, real_features, real_fid = _calibration(a, data, cache, device, quiet)
+    images, _ = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
+    runs = _train_runs(a, profile, data, images, device, clf, real_features, real_fid, None, quiet, search_only=True)
+    return search_pick(runs, real_fid), [(r.beta, r.test_mse, r.sample_fid, r.kl, r.active_units) for r in runs if r.search]
+
+
+def at_beta_folder(a: Assignment, profile: Profile, data: Mnist, device: torch.device, cache: Path, beta: float) -> Path:
+    return cache / "reference" / f"{a.meta.id}-{profile.name}-{cache_key(a, profile, data, device)}-beta-{beta:.6g}"
+
+
+def reference_at_beta(
+    a: Assignment, profile: Profile, data: Mnist, device: torch.device, cache: Path, beta: float, quiet: bool = True
+) -> tuple[RunRecord, nn.Module]:
+    """The reference VAE trained as the tuned run (its epochs and learning rate under ``profile``)
+    at ``beta`` (reference convention): what a student's tuned run at that beta is compared with.
+    Trained once per beta and cached beside the profile's reference, so a course batch shares it."""
+    folder = at_beta_folder(a, profile, data, device, cache, beta)
+    if not (folder / "run.json").exists():
+        with building(folder, quiet):
+            if not (folder / "run.json").exists():
+                clf, _, real_features, real_fid = _calibration(a, data, cache, device, quiet)
+                images, _ = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
+                spec, epochs = a.training.tuned, profile.epochs(a.training.tuned.epochs)
+                model, curves = _train_run(a, spec, beta, epochs, images, device, quiet)
+                rec = _measure(a, f"{spec.name}-at-{beta:.3g}", model, beta, spec, epochs, curves, data, len(images),
+                               clf, real_features)  # fmt: skip
+                staging = staging_dir(folder)
+                torch.save({k: v.cpu() for k, v in model.state_dict().items()}, staging / "model.pt")
+                write_json_atomic(staging / "run.json", dataclasses.asdict(rec))
+                publish(staging, folder)
+    d = json.loads((folder / "run.json").read_text())
+    rec = RunRecord(**{**d, "curves": Curves(**d["curves"])})
+    model = VAE(a, beta=beta)
+    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    return rec, model.to(device).eval()
 
 
 # --------------------------------------------------------------------------- storage

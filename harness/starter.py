@@ -40,7 +40,8 @@ def _activation(name: str, slope: float) -> str:
 def _describe(
     layers: tuple[LayerSpec, ...], in_channels: int, in_resolution: int, slope: float, latent: str
 ) -> list[str]:
-    """One comment line per layer: module, input -> output shape, kernel, extras."""
+    """One comment line per layer: module, input -> output shape, kernel, extras; a layer with
+    open fields gets a second line saying the handout leaves them to the student."""
     lines = []
     for i, p in enumerate(plan_layers(layers, in_channels, in_resolution)):
         s, last = p.spec, i == len(layers) - 1
@@ -63,6 +64,11 @@ def _describe(
         if not s.bias:
             extras.append("no bias")
         lines.append(f"{i + 1}. {core}" + "".join(f", {e}" for e in extras))
+        if s.open:  # a "..." line of the handout's table: the values above are one choice
+            fields = " and ".join("batch norm" if f == "batch_norm" else f for f in s.open)
+            verb = "are" if len(s.open) > 1 else "is"
+            lines.append(f"   (the handout writes this layer as '...': {fields} {verb} your choice, "
+                         f"any that reaches {s.out_resolution} x {s.out_resolution})")  # fmt: skip
     return lines
 
 

@@ -103,10 +103,13 @@ def example_points(run_check) -> dict[str, float]:
 
 @pytest.fixture(scope="session")
 def grader(assignment, mnist, session_cache):
-    """The smoke-profile grader (reference built once per session, in the session cache)."""
+    """The smoke-profile grader (reference built once per session, in the session cache), with the
+    full-protocol beta band (the AE and the search under `full`, also built once)."""
+    from harness.beta_band import ensure_band
     from harness.grade import make_grader
     from harness.reference import build_reference
 
+    ensure_band(assignment, mnist, torch.device("cpu"), session_cache, quiet=True)
     profile = assignment.profile("smoke")
     ref = build_reference(assignment, profile, mnist, torch.device("cpu"), session_cache, quiet=True)
     return make_grader(assignment, profile, mnist, ref, session_cache, torch.device("cpu"))

@@ -114,3 +114,45 @@ def test_a_new_years_handout_is_a_new_config(tmp_path, variant_a_text):
     text = variant_a_text.replace("nz = 64", "nz = 16").replace("out_channels = 256", "out_channels = 100")
     a = _load_text(tmp_path, text, "year3.toml")
     assert a.model.nz == 16 and a.model.encoder[3].out_channels == 100 and a.model.decoder[0].out_channels == 100
+
+
+OPEN_LINE = '\nopen = ["kernel", "batch_norm"]\n'  # the layer's key, not the header comment that quotes it
+
+
+def test_bundled_open_fields_are_the_handouts_dotted_decoder_layer():
+    for name, channels in (("variant-a", 32), ("variant-b", 48)):
+        a = load_assignment(name)
+        opened = [(i, layer.out_channels, layer.open) for i, layer in enumerate(a.model.decoder) if layer.open]
+        assert opened == [(3, channels, ("kernel", "batch_norm"))], name
+        assert all(layer.open == () for layer in a.model.encoder)
+
+
+def test_open_field_listed_twice_fails(tmp_path, variant_a_text):
+    assert variant_a_text.count(OPEN_LINE) == 1
+    text = variant_a_text.replace(OPEN_LINE, '\nopen = ["kernel", "batch_norm", "kernel"]\n')
+    e = _expect_error(tmp_path, text, "model.decoder[3].open")
+    assert "'kernel' is listed twice" in e.problem
+
+
+def test_open_kernel_on_a_linear_layer_fails_but_open_batch_norm_is_fine(tmp_path, variant_a_text):
+    linear = 'kind = "linear"\nout_channels = 256\nout_resolution = 1\n'
+    assert variant_a_text.count(linear) == 1
+    e = _expect_error(tmp_path, variant_a_text.replace(linear, linear + 'open = ["kernel"]\n'), "model.decoder[0].open")
+    assert "linear layer has no kernel" in e.problem
+    a = _load_text(tmp_path, variant_a_text.replace(linear, linear + 'open = ["batch_norm"]\n'), "fine.toml")
+    assert a.model.decoder[0].open == ("batch_norm",)
+
+
+def test_unknown_open_field_lists_the_allowed_ones(tmp_path, variant_a_text):
+    e = _expect_error(tmp_path, variant_a_text.replace(OPEN_LINE, '\nopen = ["stride"]\n'), "model.decoder[3].open[0]")
+    assert "'kernel' or 'batch_norm'" in e.problem
+
+
+def test_open_fields_do_not_change_the_reference_cache_key(tmp_path, variant_a_text):
+    closed = _load_text(tmp_path, variant_a_text.replace(OPEN_LINE, "\n"), "closed.toml")
+    assert closed.model.decoder[3].open == ()
+    assert closed.training_digest == load_assignment("variant-a").training_digest
+    layer = "out_resolution = 14\nkernel = 4\nbatch_norm = true"  # decoder layer 4 (encoder layer 1 has no batch norm)
+    assert variant_a_text.count(layer) == 1
+    kernel3 = variant_a_text.replace(layer, layer.replace("kernel = 4", "kernel = 3"))
+    assert _load_text(tmp_path, kernel3, "k3.toml").training_digest != closed.training_digest

@@ -18,8 +18,9 @@ from tests.conftest import EXAMPLE, EXAMPLE_TUNED, copy_example, planted_copy
 
 
 @pytest.fixture(scope="session")
-def example_grade(assignment, session_cache, tmp_path_factory):
-    """The example graded through the CLI, as an instructor runs it (with a Gradescope export)."""
+def example_grade(assignment, session_cache, tmp_path_factory, grader):
+    """The example graded through the CLI, as an instructor runs it (with a Gradescope export);
+    after ``grader``, so the session cache holds the beta band and the smoke reference."""
     out = tmp_path_factory.mktemp("reports")
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "grade", str(EXAMPLE), "--profile", "smoke", "--device", "cpu",
@@ -37,6 +38,7 @@ def test_example_earns_45_of_45_under_smoke(example_grade, assignment):
     assert (result["total"], result["max_total"]) == (45, 45), [i["evidence"] for i in result["items"] if i["points"] < i["max_points"]]
     assert [i["id"] for i in result["items"]] == [r.id for r in assignment.rubric]
     assert "total" in proc.stdout and "45 / 45" in proc.stdout  # the final table
+    assert "no full-protocol beta band" not in proc.stderr
 
 
 def test_grade_evidence_states_measurements_thresholds_and_the_beta_conversion(example_grade):
@@ -44,7 +46,10 @@ def test_grade_evidence_states_measurements_thresholds_and_the_beta_conversion(e
     items = {i["id"]: i for i in json.loads((folder / "result.json").read_text())["items"]}
     text = " ".join(items["ae_training"]["evidence"])
     assert "test MSE" in text and "reference" in text and "full credit up to 1.5x" in text
-    assert "your beta 0.0001, in the reference's convention; reference best" in items["beta_tuning"]["evidence"][0]
+    tuning = items["beta_tuning"]
+    assert tuning["evidence"][0] == "your beta 0.0001, in the reference's convention" and tuning["status"] == "pass"
+    assert any("inside the band" in e and "full-protocol search" in e for e in tuning["evidence"]), tuning["evidence"]
+    assert any("the reference trained at your beta (0.0001, smoke profile)" in e for e in tuning["evidence"])
     vae = items["vae_training"]["metrics"]["runs"]
     assert vae["beta-10"]["active_units"] == 0 and vae["beta-0"]["active_units"] == 64
     assert len(items["interpolation"]["metrics"]["vae"]["paths"]) == 3

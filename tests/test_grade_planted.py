@@ -23,6 +23,11 @@ PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta lin
                                   "a backward pass before every step"),
     "tuned-beta-10": (["beta_tuning"], [], "tuned_beta = 10.0", "the posterior collapsed"),
     "tuned-beta-0": (["beta_tuning"], [], "tuned_beta = 0.0", "beta is too small"),
+    # a correct sampler on a decoder that outputs 20x20: the decoder's own items, not ae_sampling
+    "decoder-20x20": (["ae_architecture", "ae_forward"],
+                      [("nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1)",
+                        "nn.ConvTranspose2d(32, 1, kernel_size=7, stride=1, padding=0)")],
+                      None, "output 20x20, expected 28x28"),
 }  # fmt: skip
 
 

@@ -7,6 +7,9 @@ LeakyReLU slope, any stride/padding that reaches the stated resolution. Layers
 are compared one by one (kind, channels, kernel, output resolution, bias,
 batch-norm before the activation, activation); the score is the item's points
 times the share of correct layers, and the evidence names the first wrong one.
+A field the handout leaves open (a ``...`` line; the layer's ``open`` in the
+config) is not compared: any kernel that reaches the stated resolution, with or
+without batch norm, is the handout's; the evidence records what the student chose.
 """
 
 from __future__ import annotations
@@ -66,10 +69,33 @@ def expected_layers(a: Assignment) -> tuple[list[tuple[str, LayerSpec]], list[tu
     return enc, dec
 
 
+OPEN_FIELD_NAMES = {"kernel": "kernel", "batch_norm": "batch norm"}
+
+
 def describe(spec: LayerSpec) -> str:
+    """The layer as the handout states it (an open kernel is not part of it)."""
     if spec.kind == "linear":
         return f"linear to {spec.out_channels * spec.out_resolution**2}"
-    return f"{spec.kind} {spec.out_channels} @ {spec.out_resolution}x{spec.out_resolution}, kernel {spec.kernel}"
+    kernel = "" if "kernel" in spec.open else f", kernel {spec.kernel}"
+    return f"{spec.kind} {spec.out_channels} @ {spec.out_resolution}x{spec.out_resolution}{kernel}"
+
+
+def open_choices(spec: LayerSpec, seen: ObservedLayer | None) -> str:
+    """What the student chose for the fields the handout leaves open ("" when none are open or
+    the layer is missing), e.g. "kernel 3, no batch-norm; the handout leaves kernel and batch
+    norm open, so any choice reaching 14x14 is accepted"."""
+    if not spec.open or seen is None or seen.kind != spec.kind:
+        return ""
+    choices = []
+    if "kernel" in spec.open:
+        choices.append(f"kernel {seen.kernel}")
+    if "batch_norm" in spec.open:
+        choices.append("batch-norm" if seen.batch_norm else "no batch-norm")
+    fields = " and ".join(OPEN_FIELD_NAMES[f] for f in spec.open)
+    accepted = "either choice is accepted"
+    if spec.kind != "linear":
+        accepted = f"any choice reaching {spec.out_resolution}x{spec.out_resolution} is accepted"
+    return f"{', '.join(choices)}; the handout leaves {fields} open, so {accepted}"
 
 
 def compare(spec: LayerSpec, seen: ObservedLayer | None) -> list[str]:
@@ -86,17 +112,17 @@ def compare(spec: LayerSpec, seen: ObservedLayer | None) -> list[str]:
     else:
         if seen.out_channels != spec.out_channels:
             problems.append(f"{seen.out_channels} output channels, expected {spec.out_channels}")
-        if seen.kernel != spec.kernel:
-            problems.append(f"kernel {seen.kernel}, expected {spec.kernel}")
+        if seen.kernel != spec.kernel and "kernel" not in spec.open:
+            problems.append(f"kernel {seen.kernel}, the handout states kernel {spec.kernel}")
         res = seen.out_shape[-2:] if len(seen.out_shape) == 4 else ()
         if tuple(res) != (spec.out_resolution, spec.out_resolution):
             got = "x".join(map(str, res)) or "?"
             problems.append(f"output {got}, expected {spec.out_resolution}x{spec.out_resolution}")
     if seen.bias != spec.bias:
         problems.append("learns a bias, expected none" if seen.bias else "has no bias, expected one")
-    if seen.batch_norm != spec.batch_norm:
+    if seen.batch_norm != spec.batch_norm and "batch_norm" not in spec.open:
         problems.append("has batch-norm, expected none" if seen.batch_norm else "has no batch-norm, expected one")
-    elif seen.bn_after_activation:
+    elif seen.batch_norm and seen.bn_after_activation:  # wrong even where batch norm is open
         problems.append("batch-norm comes after the activation, expected before")
     if seen.activation != spec.activation:
         problems.append(f"activation {seen.activation}, expected {spec.activation}")
@@ -118,13 +144,16 @@ def score(a: Assignment, observed: dict, reference_parameters: int) -> ItemResul
     extra = 0
     for specs, seen in ((enc_spec, enc_seen), (dec_spec, dec_seen)):
         for i, (name, spec) in enumerate(specs):
-            problems = compare(spec, seen[i] if i < len(seen) else None)
+            layer = seen[i] if i < len(seen) else None
+            problems = compare(spec, layer)
             if problems:
                 line = f"{name} ({describe(spec)}): {'; '.join(problems)}"
                 evidence.append("x  " + line)
                 first_wrong = first_wrong or line
             else:
                 good += 1
+            if note := open_choices(spec, layer):
+                evidence.append(f"{name} ({describe(spec)}): {note}")
         if len(seen) > len(specs):
             extra += len(seen) - len(specs)
             evidence.append(f"x  {len(seen) - len(specs)} layer(s) more than the handout's table in the "

@@ -173,6 +173,16 @@ def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor]
         return _NoSandbox(str(e))
 
 
+def decoder_shape_ok(a: Assignment, traced: dict) -> bool:
+    """Does the traced decoder end in images of the data's shape (channels, size, size)?"""
+    try:
+        shapes = [op["out_shape"] for op in traced["decoder_ops"] if op.get("out_shape")]
+        want = [a.data.image_channels, a.data.image_size, a.data.image_size]
+        return bool(shapes) and list(shapes[-1][1:]) == want
+    except (KeyError, TypeError, IndexError):
+        return False
+
+
 def no_code_items(a: Assignment) -> list[ItemResult]:
     return [failed(a.item(i), "fail", [f"{a.submission.module} is missing"]) for i in CODE_ITEMS]
 
@@ -205,6 +215,8 @@ def code_items(box: Sandbox, a: Assignment, limits: Limits, timings: dict) -> Co
         o = run("architecture")
         if o.ok:
             results["ae_architecture"] = scored("ae_architecture", a, lambda: architecture.score(a, o.value, ref_params))
+            if not decoder_shape_ok(a, o.value):
+                broken.add("decoder")
         else:
             results["ae_architecture"] = unit_failure("ae_architecture", a, o, "building and tracing your AutoEncoder")
             broken.add("autoencoder")
@@ -239,9 +251,15 @@ def code_items(box: Sandbox, a: Assignment, limits: Limits, timings: dict) -> Co
     if not has("generate_samples"):
         results["ae_sampling"] = missing_name(a, "ae_sampling", names["generate_samples"], defined)
     else:
-        use_ref = "autoencoder" in broken or not has("autoencoder")
+        # The item judges the sampler; a decoder that failed its shape check is charged under
+        # ae_architecture / ae_forward, so the reference auto-encoder stands in for it here.
+        stand_in = next((why for key, why in (("autoencoder", "could not be built"),
+                                               ("decoder", "failed its output-shape check")) if key in broken), "")  # fmt: skip
+        if not has("autoencoder"):
+            stand_in = "is missing"
+        use_ref = bool(stand_in)
         o = run("sampling", {"n": SAMPLES, "reference_model": use_ref, "seed": 0})
-        results["ae_sampling"] = (scored("ae_sampling", a, lambda: sampling.score(a, o.value, SAMPLES, use_ref)) if o.ok
+        results["ae_sampling"] = (scored("ae_sampling", a, lambda: sampling.score(a, o.value, SAMPLES, stand_in)) if o.ok
                                   else unit_failure("ae_sampling", a, o, "generate_samples"))  # fmt: skip
 
     if not has("vae"):

@@ -18,6 +18,7 @@ from torch import Tensor
 from harness import metrics
 from harness.assignment import Assignment, GradingSpec
 from harness.checks.vae import PARAMETERISATIONS
+from harness.beta_band import BetaBand
 from harness.reference import ReferenceResult, RunRecord
 from harness.rubric import ItemResult, PartScore, from_parts
 
@@ -223,72 +224,100 @@ def _collapses(ref: ReferenceResult, beta_ref: float) -> bool:
     return bool(collapsed) and beta_ref >= min(collapsed)
 
 
-def convention_text(a: Assignment, beta: float, factor: float | None, kl_reduction: str | None, ref: ReferenceResult) -> str:
+def convention_text(beta: float, factor: float | None, kl_reduction: str | None) -> str:
     if factor is None:
-        return f"your beta {beta:g} (loss convention not detected: read in the reference's); reference best {ref.tuned_beta:g}"
+        return f"your beta {beta:g} (loss convention not detected: read in the reference's)"
     if math.isclose(factor, 1.0):
-        return f"your beta {beta:g}, in the reference's convention; reference best {ref.tuned_beta:g}"
-    return (f"your beta {beta:g} with KL {kl_reduction} = {beta * factor:.3g} in the reference convention; "
-            f"reference best {ref.tuned_beta:g}")
+        return f"your beta {beta:g}, in the reference's convention"
+    return f"your beta {beta:g} with KL {kl_reduction} = {beta * factor:.3g} in the reference convention"
+
+
+@dataclass(frozen=True)
+class BetaVerdict:
+    """The two references a tuned beta is judged against (docs/reference.md#two-questions-two-references).
+
+    ``band``: is it a good beta? The full-protocol search's band, or, when that has not been
+    built, the grade profile's own search as a provisional answer (``provisional``).
+    ``at_beta``: does the code train as well as ours at that beta? The reference trained as the
+    tuned run at the student's own beta (reference convention) under the grade's profile."""
+
+    band: BetaBand
+    provisional: bool
+    at_beta: RunMeasure
+    profile: str
+
+
+def band_part(beta_ref: float, v: BetaVerdict) -> PartScore:
+    ok = v.band.contains(beta_ref)
+    side = "" if ok else (": too small, the KL term barely shapes the posterior" if beta_ref < v.band.low
+                          else ": too large, the KL term drowns the reconstruction")  # fmt: skip
+    where = "inside" if ok else "outside"
+    text = f"beta {beta_ref:.3g} (reference convention) is {where} the band {v.band.low:.2g} .. {v.band.high:.2g}{side}"
+    if v.provisional:
+        text += (f" [provisional: no full-protocol search is cached for this assignment and data, so this is the "
+                 f"{v.profile} profile's own search (best {v.band.best:g}; short training favours a weak KL term); "
+                 f"run `harness reference --band` (or `--profile full`) and grade again]")  # fmt: skip
+    else:
+        text += f" [{v.band.describe()}]"
+    return PartScore("in_band", 1.0 if ok else 0.0, text)
 
 
 def score_beta_tuning(
-    a: Assignment, tuned_beta: float, value: dict | None, m: RunMeasure | None, ref: ReferenceResult,
+    a: Assignment, tuned_beta: float, m: RunMeasure | None, v: BetaVerdict,
     factor: float | None, kl_reduction: str | None, note: str = "",
 ) -> ItemResult:  # fmt: skip
+    """Two questions: is the beta good (``in_band``, plus ``not_collapsed`` on the student's run),
+    and does the student's run at that beta match the reference's run at the same beta
+    (``samples``, ``reconstructions``)."""
     g, item = a.grading, a.item("beta_tuning")
-    ref_tuned, ref_ae, ref0 = ref.run(a.training.tuned.name), ref.run(a.training.ae.name), ref.run(a.training.fixed[0].name)
-    head = convention_text(a, tuned_beta, factor, kl_reduction, ref)
+    head = convention_text(tuned_beta, factor, kl_reduction)
     if m is None:
         return from_parts(item, [PartScore(p.id, 0.0, "the tuned run did not finish") for p in item.parts], {})
     collapsed = (m.kl if m.kl is not None else 0.0) <= g.collapse_kl or not m.active_units
+    beta_ref = tuned_beta * (factor if factor is not None else 1.0)
+    ref = v.at_beta
     parts = [
         PartScore("not_collapsed", 0.0 if collapsed else 1.0,
                   f"KL {_num(m.kl)} per image, {m.active_units} active units"
                   + (": the posterior collapsed (every code decodes to about the same image); beta is too large"
                      if collapsed else f" (collapse: KL <= {g.collapse_kl:g} or no active units)")),
+        band_part(beta_ref, v),
     ]  # fmt: skip
-    beta_ref = tuned_beta * (factor if factor is not None else 1.0)
-    floor = min(a.training.search.betas) / 10
-    regular = beta_ref >= floor
-    parts.append(PartScore("regularised", 1.0 if regular else 0.0,
-                           f"beta {beta_ref:.3g} in the reference convention; the search spans "
-                           f"{min(a.training.search.betas):g}..{max(a.training.search.betas):g}"
-                           + (f" (at least {floor:g} expected)" if regular else
-                              f": below {floor:g}, the KL term barely shapes the posterior (KL {_num(m.kl)} per image; "
-                              f"the reference's beta = 0 run: {_num(ref0.kl)}), so samples from N(0, I) fall where the "
-                              "decoder never learned, as in the AE; beta is too small")))  # fmt: skip
-    samples = ratio_part("samples", "sample FID (MNIST classifier)", m.sample_fid, ref_tuned.sample_fid,
+    same = f"the reference trained at your beta ({beta_ref:.3g}, {v.profile} profile)"
+    samples = ratio_part("samples", "sample FID (MNIST classifier)", m.sample_fid, ref.sample_fid,
                          g.fid_full_credit, g.fid_zero_credit)  # fmt: skip
-    samples.evidence += (f"; coverage {m.sample_coverage:.0%} (reference {ref_tuned.sample_coverage:.0%}); "
-                         f"the reference AE's samples: FID {ref_ae.sample_fid:.4g}")  # fmt: skip
-    if m.sample_fid >= ref_ae.sample_fid and samples.share > 0:
-        samples.evidence += " (yours are no better than the AE's)"
+    samples.evidence = samples.evidence.replace("reference", same, 1) + (
+        f"; coverage {m.sample_coverage:.0%} (reference {ref.sample_coverage:.0%})")
     parts.append(samples)
-    parts.append(ratio_part("reconstructions", "test MSE", m.test_mse, ref_tuned.test_mse, g.mse_full_credit, g.mse_zero_credit))
-    result = from_parts(item, parts, {"run": m.to_json(), "beta": tuned_beta, "collapsed": collapsed,
-                                      "beta_reference_convention": tuned_beta * (factor or 1.0),
-                                      "reference_beta": ref.tuned_beta})  # fmt: skip
+    recon = ratio_part("reconstructions", "test MSE", m.test_mse, ref.test_mse, g.mse_full_credit, g.mse_zero_credit)
+    recon.evidence = recon.evidence.replace("reference", same, 1)
+    parts.append(recon)
+    metrics_ = {"run": m.to_json(), "beta": tuned_beta, "collapsed": collapsed, "beta_reference_convention": beta_ref,
+                "reference_beta": v.band.best, "band": [v.band.low, v.band.high], "band_provisional": v.provisional,
+                "reference_at_beta": ref.to_json()}  # fmt: skip
+    result = from_parts(item, parts, metrics_)
     result.evidence.insert(0, head)
     if note:
         result.evidence.insert(1, note)
+    if v.provisional:  # never a silent verdict: an instructor confirms it
+        result.status = "needs_review"
     return result
 
 
 def score_interpolation(
-    a: Assignment, ae: RunMeasure, vae: RunMeasure, ref: ReferenceResult, answer: ItemResult | None
+    a: Assignment, ae: RunMeasure, vae: RunMeasure, ref_vae: RunMeasure, answer: ItemResult | None
 ) -> ItemResult:
     """The handout's paths on the student's AE and tuned VAE (reference stand-ins when theirs are
-    unusable; that failure is charged to its own item), plus the interpolation answer."""
+    unusable; that failure is charged to its own item), against the reference VAE trained at the
+    student's own beta (so a beta choice is charged once, under beta_tuning), plus the answer."""
     g, item = a.grading, a.item("interpolation")
-    ref_vae = ref.run(a.training.tuned.name)
     mine = sum(p["confidence"] for p in vae.paths) / max(1, len(vae.paths))
     theirs = sum(p["confidence"] for p in ref_vae.paths) / max(1, len(ref_vae.paths))
     ae_conf = sum(p["confidence"] for p in ae.paths) / max(1, len(ae.paths))
     pairs = ", ".join(f"{p['start']}->{p['end']}" for p in vae.paths)
     ok = len(vae.paths) == len(a.interpolation.pairs) and mine >= g.path_confidence_share * theirs
     text = (f"pairs {pairs}: VAE path frames are digits with mean classifier confidence {mine:.2f} (reference "
-            f"{theirs:.2f}; at least {g.path_confidence_share:.0%} of it expected); AE path {ae_conf:.2f}")
+            f"{ref_vae.name}: {theirs:.2f}; at least {g.path_confidence_share:.0%} of it expected); AE path {ae_conf:.2f}")  # fmt: skip
     stand_ins = [f"the {w} path uses the reference's {w} (yours is charged under its own item)"
                  for w, m in (("AE", ae), ("VAE", vae)) if m.source == "reference"]  # fmt: skip
     if stand_ins:
