@@ -160,9 +160,9 @@ def save_search(
     return path
 
 
-def search_rows(ref) -> list[tuple]:
-    """(beta, test MSE, sample FID, KL, active units) of a reference's search runs."""
-    return [(r.beta, r.test_mse, r.sample_fid, r.kl, r.active_units) for r in ref.runs if r.search]
+def search_rows(runs) -> list[tuple]:
+    """(beta, test MSE, sample FID, KL, active units) of the search runs among reference ``runs``."""
+    return [(r.beta, r.test_mse, r.sample_fid, r.kl, r.active_units) for r in runs if r.search]
 
 
 def ensure_band(a: Assignment, data, device, cache: Path, quiet: bool = False) -> BetaBand:

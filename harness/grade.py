@@ -94,7 +94,7 @@ def beta_verdict(g: Grader, beta_ref: float) -> training.BetaVerdict:
     """The two references a tuned beta (reference convention) is judged against: the full-protocol
     band (else, provisionally, this profile's own search) and the reference trained at that beta."""
     a = g.a
-    band = g.band or beta_band.judge_search(beta_band.search_rows(g.reference), g.reference.tuned_beta, a.grading,
+    band = g.band or beta_band.judge_search(beta_band.search_rows(g.reference.runs), g.reference.tuned_beta, a.grading,
                                             a.meta.id, g.data.fingerprint, f"reference {g.profile.name}")  # fmt: skip
     if math.isfinite(beta_ref) and 0 < beta_ref <= MAX_REFERENCE_BETA:
         run, model = reference_at_beta(a, g.profile, g.data, g.device, g.cache, beta_ref)

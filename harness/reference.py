@@ -228,7 +228,7 @@ def build_reference(
             else:
                 result = _build_reference(a, profile, data, device, cache, folder, key, quiet)
     if profile.name == beta_band.PROFILE and (force or beta_band.load_band(a, data.fingerprint, cache) is None):
-        rows = beta_band.search_rows(result)
+        rows = beta_band.search_rows(result.runs)
         beta_band.save_search(a, data.fingerprint, cache, result.tuned_beta, rows, "reference full", 0.0)
     return result
 
@@ -338,7 +338,7 @@ def train_search(
     clf, _, real_features, real_fid = _calibration(a, data, cache, device, quiet)
     images, _ = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
     runs = _train_runs(a, profile, data, images, device, clf, real_features, real_fid, None, quiet, search_only=True)
-    return search_pick(runs, real_fid), [(r.beta, r.test_mse, r.sample_fid, r.kl, r.active_units) for r in runs if r.search]
+    return search_pick(runs, real_fid), beta_band.search_rows(runs)
 
 
 def at_beta_folder(a: Assignment, profile: Profile, data: Mnist, device: torch.device, cache: Path, beta: float) -> Path:
