@@ -60,7 +60,7 @@ def course(tmp: Path, n: int) -> Path:
 
 def timed_batch(root: Path, grader, out: Path, options: BatchOptions, runner=None) -> tuple[float, pd.DataFrame]:
     started = time.perf_counter()
-    summary = grade_batch(root, grader, out, [], options, runner)
+    summary = grade_batch(root, grader, out, options, runner)
     seconds = time.perf_counter() - started
     errors = [o for o in summary.outcomes if o.status == "error"]
     if errors:
@@ -76,7 +76,7 @@ def dask_batch(root: Path, grader, cache: Path, out: Path, options: BatchOptions
     started = time.perf_counter()
     client, cluster = connect(None, options.workers)
     with cluster, client:
-        runner = DaskRunner(client, grading_kit(grader, cache, "cpu"), out, [], options)
+        runner = DaskRunner(client, grading_kit(grader, cache, "cpu"), out, options)
         start_up = time.perf_counter() - started
         seconds, table = timed_batch(root, grader, out, options, runner)
     return seconds, table, start_up

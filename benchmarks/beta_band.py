@@ -70,7 +70,7 @@ def main() -> int:
             )
             for b in betas:
                 t0 = time.perf_counter()
-                result = grade_submission(folders[b], g, [], GradeOptions(device=str(device), quiet=True))
+                result = grade_submission(folders[b], g, GradeOptions(device=str(device), quiet=True))
                 items = {i.id: i.points for i in result.items}
                 points[name, b] = (items["beta_tuning"], items["interpolation"], result.total, time.perf_counter() - t0)
     head = f"{'beta':>8} {'band':>5}" + "".join(f" | {n + ': tuning  interp  total  s':>34}" for n in profiles)

@@ -80,7 +80,7 @@ def main() -> int:
         ref_s = time.perf_counter() - t0
         graders[name] = make_grader(a, profile, data, ref, cache, device)
         t0 = time.perf_counter()
-        result = grade_submission(example, graders[name], [], GradeOptions(device=str(device), quiet=True))
+        result = grade_submission(example, graders[name], GradeOptions(device=str(device), quiet=True))
         grade_s = time.perf_counter() - t0
         train_s = sum(v for k, v in result.timings.items() if k.startswith("train-"))
         unit_peak = max((v for k, v in result.timings.items() if k.startswith("peak_mb:")), default=0.0)
@@ -100,7 +100,7 @@ def main() -> int:
             for label, folder in suites(Path(tmp)).items():
                 if wanted and not label.startswith(wanted):
                     continue
-                points = [{i.id: i.points for i in grade_submission(folder, graders[n], [], GradeOptions(device=str(device), quiet=True)).items}
+                points = [{i.id: i.points for i in grade_submission(folder, graders[n], GradeOptions(device=str(device), quiet=True)).items}
                           for n in (first, second)]  # fmt: skip
                 differ = [k for k in points[0] if points[0][k] != points[1].get(k)]
                 same += len(points[0]) - len(differ)

@@ -230,9 +230,15 @@ class SandboxSpec:
     """Limits for each unit of student work (docs/sandbox.md)."""
 
     check_timeout_s: float = 60.0
+    # A training unit may run train_time_multiple x the reference's own time for the same run
+    # (measured when the reference was built), at least train_floor_s, at most train_timeout_s.
+    train_time_multiple: float = 10.0
+    train_floor_s: float = 120.0
     train_timeout_s: float = 3600.0
+    stall_s: float = 60.0  # a student's training loop with no optimizer step for this long is stopped
     memory_mb: int = 6144
     output_cap_kb: int = 64
+    scratch_mb: int = 512  # each unit's fresh /tmp (and /dev/shm)
 
 
 @dataclass(frozen=True)

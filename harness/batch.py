@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from harness import __version__
 from harness.assignment import Assignment
@@ -38,8 +37,10 @@ from harness.cache import write_bytes_atomic, write_json_atomic
 from harness.grade import GradeOptions, Grader, grade_submission
 from harness.overrides import (BASIS_NAME, OVERRIDES_NAME, Overrides, OverridesError, apply_overrides, check_course,
                                load_overrides, rubric_points)  # fmt: skip
+from harness.progress import Progress
 from harness.result import load_result, write_result
-from harness.summary import write_summary
+from harness.sandbox import Protections
+from harness.summary import describe_counts, status_counts, write_summary
 from harness.submission import content_hash
 
 LOCK_NAME = ".batch.lock"
@@ -51,6 +52,10 @@ class BatchLocked(RuntimeError):
     """Another batch holds the output folder."""
 
 
+class IsolationRefused(RuntimeError):
+    """Isolation is required and the sandbox here lacks some of its protections."""
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     workers: int = 1
@@ -58,6 +63,9 @@ class BatchOptions:
     render: bool = True  # the instructor report per submission
     quiet: bool = False
     grade: GradeOptions = GradeOptions()
+    # refuse to run student code where the sandbox's full set of protections is not in force;
+    # checked by a Dask worker on its own machine (harness.cluster), by the CLI before a local batch
+    require_isolation: bool = False
 
 
 @dataclass
@@ -78,9 +86,33 @@ class BatchSummary:
     summary: Path | None = None  # summary.html (None when it could not be drawn)
     summary_error: str = ""
     seconds: float = 0.0
+    rows: pd.DataFrame | None = None  # what grades.csv and summary.html were written from
 
     def count(self, status: str) -> int:
+        """Outcomes of this run: ``graded``, ``skipped`` or ``error`` (grading failed)."""
         return sum(o.status == status for o in self.outcomes)
+
+    def closing_line(self) -> str:
+        """What the batch did, then the statuses of the rows, counted as summary.html counts them."""
+        done = (f"{len(self.outcomes)} submissions: {self.count('graded')} graded, {self.count('skipped')} unchanged "
+                "since their result (--force regrades)")  # fmt: skip
+        return done if self.rows is None else f"{done}; {describe_counts(status_counts(self.rows))}"
+
+
+def isolation_refusal(prot: Protections, required: bool, where: str = "on this machine") -> str | None:
+    """Why student code must not run, when isolation is ``required`` and some of the sandbox's
+    documented protections are not in force; None when it may run."""
+    if not required or not prot.missing:
+        return None
+    return (f"isolation is required (--require-isolation) but {len(prot.missing)} of the sandbox's protections "
+            f"{'is' if len(prot.missing) == 1 else 'are'} not in force {where}: {'; '.join(prot.missing)}. No student "
+            "code was run. Put them in force (docs/sandbox.md), or pass --no-require-isolation to run it with fewer "
+            "protections")  # fmt: skip
+
+
+def isolation_warnings(prot: Protections) -> list[str]:
+    """One warning per protection not in force, for the terminal before student code runs."""
+    return [f"{line} — student code runs with fewer protections; see docs/sandbox.md" for line in prot.missing]
 
 
 def is_submission(folder: Path, a: Assignment) -> bool:
@@ -150,13 +182,13 @@ def record_error(out: Path, sub_id: str, e: BaseException, seconds: float = 0.0)
     return Outcome(sub_id, "error", seconds, error)
 
 
-def grade_one(folder: Path, g: Grader, out: Path, protect: list[Path], options: BatchOptions) -> Outcome:
+def grade_one(folder: Path, g: Grader, out: Path, options: BatchOptions) -> Outcome:
     """Grade one submission and write its result (and report); any failure becomes its error record."""
     started = time.perf_counter()
     target = out / folder.name
     try:
         target.mkdir(parents=True, exist_ok=True)
-        result = grade_submission(folder, g, protect, options.grade, artifacts_path=target / "runs.npz")
+        result = grade_submission(folder, g, options.grade, artifacts_path=target / "runs.npz")
         write_result(target / "result.json", result)
         (target / ERROR_NAME).unlink(missing_ok=True)
         full = result.total >= result.max_total
@@ -180,14 +212,14 @@ yields its :class:`Outcome` as it finishes; closing the iterator stops the work 
 :func:`thread_runner` here, ``harness.cluster.DaskRunner`` on a Dask cluster."""
 
 
-def thread_runner(g: Grader, out: Path, protect: list[Path], options: BatchOptions) -> Runner:
+def thread_runner(g: Grader, out: Path, options: BatchOptions) -> Runner:
     """``options.workers`` submissions at a time in threads of this process (each submission's
     code still runs in its own sandbox processes)."""
 
     def run(folders: list[Path]) -> Iterator[Outcome]:
         pool = ThreadPoolExecutor(max(1, options.workers))
         try:
-            futures = [pool.submit(grade_one, f, g, out, list(protect), options) for f in folders]
+            futures = [pool.submit(grade_one, f, g, out, options) for f in folders]
             for future in as_completed(futures):
                 yield future.result()
         finally:  # Ctrl-C: what has not started is dropped, what is in flight finishes and is written
@@ -196,13 +228,13 @@ def thread_runner(g: Grader, out: Path, protect: list[Path], options: BatchOptio
     return run
 
 
-def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), options: BatchOptions = BatchOptions(),
+def grade_batch(root: Path, g: Grader, out: Path, options: BatchOptions = BatchOptions(),
                 runner: Runner | None = None) -> BatchSummary:  # fmt: skip
     """Grade every submission under ``root`` that is missing or changed (``options.workers`` at a
     time in this process, or by ``runner``), then write ``grades.csv`` and ``summary.html``."""
     started = time.perf_counter()
     folders = [f for f in discover(root) if f.resolve() != Path(out).resolve()]
-    run = runner or thread_runner(g, out, list(protect), options)
+    run = runner or thread_runner(g, out, options)
     summary = BatchSummary()
     with _Lock(out):
         # an invalid overrides.csv stops the batch here; new overrides are recorded against the
@@ -210,21 +242,22 @@ def grade_batch(root: Path, g: Grader, out: Path, protect: list[Path] = (), opti
         check_course(out, [f.name for f in folders], g.a)
         todo = [f for f in folders if options.force or not up_to_date(f, out, g)]
         summary.outcomes += [Outcome(f.name, "skipped") for f in folders if f not in todo]
-        counts = {"pass": 0, "points lost": 0, "error": 0}
+        statuses: list[str] = []  # of the submissions graded so far, as grades.csv will give them
         try:
-            with tqdm(total=len(todo), desc="submissions", unit="sub", disable=options.quiet) as bar, \
+            with Progress(total=len(todo), desc="submissions", unit="sub", disable=options.quiet) as bar, \
                     closing(run(todo)) as outcomes:  # fmt: skip
                 for outcome in outcomes:
                     summary.outcomes.append(outcome)
-                    counts["error" if outcome.status == "error" else "pass" if outcome.full_marks else "points lost"] += 1
-                    bar.set_postfix(counts, refresh=False)
+                    if not options.quiet:
+                        statuses.append(grade_rows(out, [outcome.id], g.a)["status"].iloc[0])
+                        bar.set_postfix(status_counts(pd.DataFrame({"status": statuses})), refresh=False)
                     bar.update(1)
             if options.render:  # an override edited since a skipped submission's report was drawn
                 skipped = {o.id: o for o in summary.outcomes if o.status == "skipped"}
                 for sid, error in refresh_reports(out, list(skipped), g.a).items():
                     skipped[sid].error = f"report: {error}"
         finally:  # also after Ctrl-C: the tables show whatever is on disk
-            rows = grade_rows(out, [f.name for f in folders], g.a)
+            summary.rows = rows = grade_rows(out, [f.name for f in folders], g.a)
             summary.grades = write_grades(out, rows)
             try:
                 summary.summary = write_summary(out, rows, g.a, g.profile.name)
@@ -277,7 +310,15 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
         waiting = [f"overrides wait for a result: {', '.join(overrides.of(sid))}"] if overrides.of(sid) else []
         if (folder / ERROR_NAME).is_file():
             err = json.loads((folder / ERROR_NAME).read_text())
-            rows.append({**row, "total": None, "max_total": None, "status": "error", "flags": "; ".join([err["error"], *waiting])})
+            rows.append(
+                {
+                    **row,
+                    "total": None,
+                    "max_total": None,
+                    "status": "error",
+                    "flags": "; ".join([err["error"], *waiting]),
+                }
+            )
             continue
         try:
             r = load_result(folder / "result.json")
@@ -291,12 +332,24 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
         review = [i["id"] for i in r["items"] if i["status"] == "needs_review"]
         broken = [f"{i['id']} {i['status']}" for i in r["items"] if i["status"] in ("error", "timeout")]
         status = "error" if broken else "incomplete" if r.get("problems") else "needs_review" if review else "complete"
-        flags = "; ".join([*(f"review {x}" for x in review), *broken, *r.get("problems", []), *r.get("flags", []), *not_applied])
+        flags = "; ".join(
+            [*(f"review {x}" for x in review), *broken, *r.get("problems", []), *r.get("flags", []), *not_applied]
+        )
         rows.append({**row, "student": r["submission"].get("student", ""), "student_id": r["submission"].get("student_id", ""),
                      **{k.id: items[k.id]["points"] if k.id in items else None for k in a.rubric},
                      "total": r["total"], "max_total": r["max_total"], "status": status, "flags": flags,
                      "overridden": "; ".join(i["id"] for i in r["items"] if "override" in i)})  # fmt: skip
-    columns = ["id", "student", "student_id", *(k.id for k in a.rubric), "total", "max_total", "status", "flags", "overridden"]
+    columns = [
+        "id",
+        "student",
+        "student_id",
+        *(k.id for k in a.rubric),
+        "total",
+        "max_total",
+        "status",
+        "flags",
+        "overridden",
+    ]
     table = pd.DataFrame(rows, columns=columns)
     table.attrs.update(overrides_error=overrides_error, overrides_warnings=list(overrides.warnings))
     return table

@@ -18,22 +18,67 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_ASSIGNMENT,
         help=f"bundled assignment ({', '.join(bundled_assignments())}) or a .toml path (default: %(default)s)",
     )
-    p.add_argument("--profile", default="full", help="full | quick | smoke, as the assignment defines (default: %(default)s)")
+    p.add_argument(
+        "--profile", help="full | quick | smoke, as the assignment defines (default: full on CUDA, quick on CPU)"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
-    p.add_argument("--data", help=f"MNIST root with MNIST/raw/ (default: ${ENV_DATA}, else the user cache, downloading)")
-    p.add_argument("--cache", help="cache folder (default: $HARNESS_CACHE, else $XDG_CACHE_HOME/harness or ~/.cache/harness)")
+    p.add_argument(
+        "--data", help=f"MNIST root with MNIST/raw/ (default: ${ENV_DATA}, else the user cache, downloading)"
+    )
+    p.add_argument(
+        "--cache", help="cache folder (default: $HARNESS_CACHE, else $XDG_CACHE_HOME/harness or ~/.cache/harness)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for CI and logs)")
+
+
+def default_profile(device) -> str:
+    """The profile a verb uses without ``--profile``: the course's full protocol on a GPU, the
+    course-scale ``quick`` one on a CPU (``full`` takes hours there)."""
+    return "full" if device.type == "cuda" else "quick"
+
+
+def _profile_and_device(args: argparse.Namespace, a):
+    """(profile, device) from ``--profile`` and ``--device``; without ``--profile``, the
+    device's default, said on the first line of output."""
+    from harness.training import resolve_device
+
+    explicit = a.profile(args.profile) if args.profile else None  # an unknown name is refused first
+    device = resolve_device(args.device)
+    if explicit is not None:
+        return explicit, device
+    profile = a.profile(default_profile(device))
+    other = (
+        "--profile full for the course's full protocol"
+        if profile.name != "full"
+        else "--profile quick for a faster run"
+    )
+    print(f"profile {profile.name} (default on {device.type}; {other})", file=sys.stderr)
+    return profile, device
+
+
+def _isolation_gate(required: bool) -> bool:
+    """Before any student code runs: a warning per sandbox protection not in force here, or,
+    when isolation is required, the refusal (returns True: exit 2)."""
+    from harness.batch import isolation_refusal, isolation_warnings
+    from harness.sandbox import protections
+
+    prot = protections()
+    refusal = isolation_refusal(prot, required)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return True
+    for w in isolation_warnings(prot):
+        print(f"warning: {w}", file=sys.stderr)
+    return False
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
     from harness.cache import cache_root
     from harness.data import load_mnist
     from harness.reference import build_reference, table
-    from harness.training import resolve_device
 
     a = load_assignment(args.assignment)
-    profile = a.profile(args.profile)
-    device = resolve_device(args.device)
+    profile, device = _profile_and_device(args, a)
     data = load_mnist(args.data)
     if not args.quiet:
         print(
@@ -76,12 +121,11 @@ def band_table(band) -> str:
     return "\n".join(lines)
 
 
-def _outputs(args: argparse.Namespace, folder: Path, data_root: Path, cache: Path) -> tuple[Path, list[Path]]:
-    """The submission's results folder (made now, so the sandbox can mount it read-only) and
-    every folder student code must not write."""
+def _outputs(args: argparse.Namespace, folder: Path) -> Path:
+    """The submission's results folder, made now."""
     out = Path(args.out) / folder.resolve().name
     out.mkdir(parents=True, exist_ok=True)
-    return out, [Path(args.out), folder.resolve().parent, data_root, cache]
+    return out
 
 
 def _submission_options(p: argparse.ArgumentParser) -> None:
@@ -91,8 +135,13 @@ def _submission_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
 
 
+def _isolation_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--require-isolation", action=argparse.BooleanOptionalAction, default=None,
+                   help="refuse (exit 2) to run student code unless every protection of the sandbox is in force "
+                        f"here (docs/sandbox.md); default: {default}")  # fmt: skip
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.cache import cache_root
     from harness.checks.suite import CheckOptions, check_submission
     from harness.data import load_mnist
     from harness.result import write_result
@@ -102,9 +151,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"error: {folder}: no such submission folder", file=sys.stderr)
         return 2
+    if _isolation_gate(bool(args.require_isolation)):
+        return 2
     data = load_mnist(args.data)
-    out, protect = _outputs(args, folder, data.source.root, cache_root(args.cache))
-    result = check_submission(folder, a, data, protect, CheckOptions(args.timeout, args.memory))
+    out = _outputs(args, folder)
+    result = check_submission(folder, a, data, CheckOptions(args.timeout, args.memory))
     path = out / "check.json"
     write_result(path, result)
     print(render_checklist(result))
@@ -114,7 +165,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def render_checklist(result) -> str:
     """The checklist a student reads: one line per item, evidence indented below."""
-    marks = {"pass": "PASS", "partial": "PART", "fail": "FAIL", "error": "ERR ", "timeout": "TIME", "needs_review": "REVW"}
+    marks = {
+        "pass": "PASS",
+        "partial": "PART",
+        "fail": "FAIL",
+        "error": "ERR ",
+        "timeout": "TIME",
+        "needs_review": "REVW",
+    }
     sub = result.submission
     lines = [f"{result.assignment['title']} - check of {sub['id']} ({sub['student'] or 'no name'})", ""]
     for p in result.problems:
@@ -125,8 +183,10 @@ def render_checklist(result) -> str:
             for i, text in enumerate(str(e).splitlines()):
                 lines.append(("      " if i == 0 else "        ") + text)
     lines.append("")
-    lines.append(f"total of these checks: {result.total:g} / {result.max_total:g} "
-                 f"(answers are suggestions until reviewed; graded by `harness grade`: {', '.join(result.pending)})")
+    lines.append(
+        f"total of these checks: {result.total:g} / {result.max_total:g} "
+        f"(answers are suggestions until reviewed; graded by `harness grade`: {', '.join(result.pending)})"
+    )
     lines.append(f"took {result.timings.get('total', 0):.1f} s")
     return "\n".join(lines)
 
@@ -135,15 +195,14 @@ def _training_setup(args: argparse.Namespace):
     """What the verbs that train a submission share: (assignment, profile, submission folder,
     device, data), or None after saying that the folder does not exist."""
     from harness.data import load_mnist
-    from harness.training import resolve_device
 
     a = load_assignment(args.assignment)
-    profile = a.profile(args.profile)
+    profile, device = _profile_and_device(args, a)
     folder = Path(args.submission)
     if not folder.is_dir():
         print(f"error: {folder}: no such submission folder", file=sys.stderr)
         return None
-    return a, profile, folder, resolve_device(args.device), load_mnist(args.data)
+    return a, profile, folder, device, load_mnist(args.data)
 
 
 def _check_overrides(out: Path, root: Path, a) -> bool:
@@ -162,7 +221,7 @@ def _check_overrides(out: Path, root: Path, a) -> bool:
     return False
 
 
-def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path, cache: Path, device: str,
+def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, device: str,
                   started: float) -> int:  # fmt: skip
     """``grade`` on a folder of submissions: a batch over one shared reference (harness.batch)."""
     import os
@@ -174,12 +233,15 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path,
 
     out = Path(args.out)
     if args.gradescope is not None:
-        print("note: --gradescope writes one submission's file; it is ignored for a folder of submissions", file=sys.stderr)
-    protect = [out, root.resolve(), data_root, cache]
+        print(
+            "note: --gradescope writes one submission's file; it is ignored for a folder of submissions",
+            file=sys.stderr,
+        )
     workers = max(1, args.workers)
     # workers x threads = the cores this machine gives the batch; a remote cluster's workers decide for themselves
     threads = 0 if args.scheduler else max(1, len(os.sched_getaffinity(0)) // workers)
     options = BatchOptions(workers=workers, force=args.force, render=not args.no_report, quiet=args.quiet,
+                           require_isolation=args.require_isolation is not False,
                            grade=GradeOptions(device=device, check=CheckOptions(args.timeout, args.memory),
                                               train_timeout_s=args.train_timeout, threads=threads, quiet=True))  # fmt: skip
     runner, closers = None, []
@@ -191,14 +253,14 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path,
             client = closers[0]
             if not args.quiet:
                 print(f"Dask cluster: {client.scheduler.address}", file=sys.stderr)
-            runner = DaskRunner(client, grading_kit(grader, cache, device), out, protect, options)
+            runner = DaskRunner(client, grading_kit(grader, cache, device), out, options)
         except ClusterError as e:
             print(f"error: {e}", file=sys.stderr)
             for c in closers:
                 c.close()
             return 2
     try:
-        summary = grade_batch(root, grader, out, protect, options, runner)
+        summary = grade_batch(root, grader, out, options, runner)
     except (BatchLocked, OverridesError) as e:  # overrides.csv made invalid while the reference was built
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -208,8 +270,7 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path,
     for o in summary.outcomes:
         if o.error:
             print(f"  ! {o.id}: {o.error}")
-    print(f"{len(summary.outcomes)} submissions: {summary.count('graded')} graded, {summary.count('skipped')} unchanged "
-          f"since their result (--force regrades), {summary.count('error')} errors")  # fmt: skip
+    print(summary.closing_line())
     print(f"written: {summary.grades}")
     if summary.summary:
         print(f"written: {summary.summary}")
@@ -217,6 +278,41 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, data_root: Path,
         print(f"error: summary.html could not be drawn ({summary.summary_error})", file=sys.stderr)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 1 if summary.count("error") else 0
+
+
+def _notebooks_skipped(folder: Path, notebooks: list[str]) -> str:
+    return (f"{len(notebooks)} notebook(s) in {folder} are not graded ({_names(notebooks)}): grading notebooks is "
+            "not supported yet")  # fmt: skip
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f", ... ({len(names) - most} more)" if len(names) > most else "")
+
+
+def course_notebooks(folder: Path) -> list[str]:
+    """The Jupyter notebooks directly in a course folder (handed in instead of a folder)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix == ".ipynb")
+
+
+def nothing_to_grade(folder: Path, a, out: Path) -> str | None:
+    """Why a course folder holds no submission to grade (no visible sub-folder besides ``out``),
+    saying what it holds instead; None when it holds one."""
+    from harness.batch import discover
+
+    if [f for f in discover(folder) if f.resolve() != out.resolve()]:
+        return None
+    spec = a.submission
+    hand_in = f"hand in a folder with {spec.module}, {spec.answers} and {spec.meta}"
+    notebooks = course_notebooks(folder)
+    if notebooks:
+        return (f"{folder} holds {len(notebooks)} notebook(s) ({_names(notebooks)}) and no submission folder; grading "
+                f"notebooks is not supported yet: {hand_in} (docs/submission-format.md)")  # fmt: skip
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
+        return f"no submission in {folder}: it is empty"
+    return (f"no submission in {folder}: it holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} "
+            f"({_names(entries)}) and no submission folder; {hand_in}, or a folder of such folders "
+            "(docs/submission-format.md)")  # fmt: skip
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -237,7 +333,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"grading {folder} for {a.meta.id}, profile {profile.name} ({profile.description}), device {device}",
               file=sys.stderr)  # fmt: skip
     course = not is_submission(folder, a)
-    if course and _check_overrides(Path(args.out), folder, a):  # refused before the reference is built
+    if course:  # refused before the reference is built
+        nothing, notebooks = nothing_to_grade(folder, a, Path(args.out)), course_notebooks(folder)
+        if nothing:
+            print(f"error: {nothing}", file=sys.stderr)
+            return 2
+        if notebooks:
+            print(f"note: {_notebooks_skipped(folder, notebooks)}", file=sys.stderr)
+        if _check_overrides(Path(args.out), folder, a):
+            return 2
+    required = course if args.require_isolation is None else args.require_isolation  # a course: required by default
+    # a remote cluster runs no student code here: each worker checks its own sandbox (harness.cluster)
+    if not (course and args.scheduler) and _isolation_gate(required):
         return 2
     reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
     grader = make_grader(a, profile, data, reference, cache, device)
@@ -246,11 +353,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
               f"provisionally by the {profile.name} profile's own search and beta_tuning is needs_review; build the "
               "band once with `python -m harness reference --band` (docs/reference.md#the-beta-band)", file=sys.stderr)  # fmt: skip
     if course:
-        return _grade_course(args, folder, grader, data.source.root, cache, str(device), started)
-    out, protect = _outputs(args, folder, data.source.root, cache)
+        return _grade_course(args, folder, grader, cache, str(device), started)
+    out = _outputs(args, folder)
     options = GradeOptions(device=str(device), check=CheckOptions(args.timeout, args.memory),
                            train_timeout_s=args.train_timeout, quiet=args.quiet)  # fmt: skip
-    result = grade_submission(folder, grader, protect, options, artifacts_path=out / "runs.npz")
+    result = grade_submission(folder, grader, options, artifacts_path=out / "runs.npz")
     path = out / "result.json"
     write_result(path, result)
     print(render_table(result))
@@ -283,7 +390,6 @@ def _render(folder: Path, documents: list[str] | None = None, quiet: bool = Fals
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.cache import cache_root
     from harness.report import RESULT_NAME, ReportOptions, write_up
     from harness.result import write_result
 
@@ -295,9 +401,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"training {folder} with its own code for the write-up, profile {profile.name} ({profile.description}), "
               f"device {device}", file=sys.stderr)  # fmt: skip
-    out, protect = _outputs(args, folder, data.source.root, cache_root(args.cache))
+    if _isolation_gate(bool(args.require_isolation)):
+        return 2
+    out = _outputs(args, folder)
     options = ReportOptions(str(device), args.train_timeout, args.memory, args.quiet)
-    result = write_up(folder, a, profile, data, out, protect, options)
+    result = write_up(folder, a, profile, data, out, options)
     write_result(out / RESULT_NAME, result)
     for p in result.problems:
         print(f"  ! {p}")
@@ -406,10 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(docs/sandbox.md); write <out>/<id>/check.json (docs/result-schema.md). Exit 1 when an item fails.",
     )
     p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
-    p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)")
-    p.add_argument("--data", help=f"MNIST root with MNIST/raw/ (default: ${ENV_DATA}, else the user cache, downloading)")
-    p.add_argument("--cache", help="cache folder (protected from student code)")
+    p.add_argument(
+        "--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)"
+    )
+    p.add_argument(
+        "--data", help=f"MNIST root with MNIST/raw/ (default: ${ENV_DATA}, else the user cache, downloading)"
+    )
+    p.add_argument("--cache", help="cache folder (student code never sees it)")
     _submission_options(p)
+    _isolation_option(p, "off (a warning names each protection not in force)")
     p.set_defaults(func=cmd_check)
 
     p = verbs.add_parser(
@@ -423,16 +536,32 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _submission_options(p)
     p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
-    p.add_argument("--gradescope", nargs="?", const="", metavar="PATH",
-                   help="also write Gradescope's results.json (default path: <out>/<id>/results.json)")
+    p.add_argument(
+        "--gradescope",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="also write Gradescope's results.json (default path: <out>/<id>/results.json)",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the instructor report (report.html and report.pdf)")
-    p.add_argument("--workers", type=int, default=1, help="a folder of submissions: how many to grade at a time (default: 1)")
-    p.add_argument("--force", action="store_true", help="a folder of submissions: regrade those whose result is up to date")
+    _isolation_option(p, "on for a folder of submissions (also checked by each Dask worker), off for one submission")
+    p.add_argument(
+        "--workers", type=int, default=1, help="a folder of submissions: how many to grade at a time (default: 1)"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="a folder of submissions: regrade those whose result is up to date"
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--dask", action="store_true",
-                       help="a folder of submissions: grade on a local Dask cluster of --workers processes")
-    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                       help="a folder of submissions: grade on the Dask cluster with this scheduler (docs/batch.md)")
+    where.add_argument(
+        "--dask",
+        action="store_true",
+        help="a folder of submissions: grade on a local Dask cluster of --workers processes",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="a folder of submissions: grade on the Dask cluster with this scheduler (docs/batch.md)",
+    )
     p.set_defaults(func=cmd_grade)
 
     p = verbs.add_parser(
@@ -447,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
     p.add_argument("--memory", type=int, help="memory cap per run in MB (default: the assignment's)")
     p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
+    _isolation_option(p, "off (a warning names each protection not in force)")
     p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser(
@@ -456,7 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
         "their stored run artefacts (docs/reports.md). Exit 1 when a document could not be rendered.",
     )
     p.add_argument("folder", help="a submission's reports folder, e.g. reports/<id>")
-    p.add_argument("--document", action="append", choices=["report", "write-up"], help="only this document (repeatable)")
+    p.add_argument(
+        "--document", action="append", choices=["report", "write-up"], help="only this document (repeatable)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_render)
 
@@ -470,8 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reports", nargs="?", default="reports", help="the course's reports folder (default: %(default)s)")
     p.add_argument("--format", required=True, choices=["canvas", "gradescope", "csv"], help="the gradebook's format")
     p.add_argument("--out", metavar="FILE", help="where to write it (default: <reports>/export-<format>.csv)")
-    p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT,
-                   help="the assignment the course was graded for: bundled name or .toml path (default: %(default)s)")
+    p.add_argument(
+        "--assignment",
+        default=DEFAULT_ASSIGNMENT,
+        help="the assignment the course was graded for: bundled name or .toml path (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = verbs.add_parser(
@@ -480,7 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write submission.py, answers.md and submission.toml for a new submission; refuses to overwrite.",
     )
     p.add_argument("submission", help="the folder to create, e.g. submissions/<your id>")
-    p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)")
+    p.add_argument(
+        "--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)"
+    )
     p.add_argument("--student", help="your name")
     p.add_argument("--student-id", help="your student id")
     p.set_defaults(func=cmd_init)

@@ -30,7 +30,15 @@ from pathlib import Path
 import numpy as np
 from distributed import Client, WorkerPlugin, as_completed, get_worker
 
-from harness.batch import ERROR_NAME, BatchOptions, Outcome, grade_one, record_error
+from harness.batch import (
+    ERROR_NAME,
+    BatchOptions,
+    IsolationRefused,
+    Outcome,
+    grade_one,
+    isolation_refusal,
+    record_error,
+)
 from harness.cache import versions, write_bytes_atomic
 from harness.beta_band import band_path
 from harness.grade import Grader
@@ -90,8 +98,12 @@ def grading_kit(g: Grader, cache: Path, device: str) -> GradingKit:
         reference_name=g.reference.directory.name,
         reference_files=files(g.reference.directory),
         classifier_files=files(classifier_folder(d, g.a, cache, torch.device(device))),
-        mnist={"train_images": u8(d.train_images), "train_labels": d.train_labels.numpy(),
-               "test_images": u8(d.test_images), "test_labels": d.test_labels.numpy()},  # fmt: skip
+        mnist={
+            "train_images": u8(d.train_images),
+            "train_labels": d.train_labels.numpy(),
+            "test_images": u8(d.test_images),
+            "test_labels": d.test_labels.numpy(),
+        },
         fingerprint=d.fingerprint,
         versions=versions(),
         band_file=band.read_bytes() if (band := band_path(g.a, d.fingerprint, cache)).is_file() else None,
@@ -112,15 +124,24 @@ def unpack_kit(kit: GradingKit, folder: Path) -> Grader:
     mine = versions()
     if mine != kit.versions:
         differ = ", ".join(f"{k} {mine.get(k)} (the batch: {v})" for k, v in kit.versions.items() if mine.get(k) != v)
-        raise ClusterError(f"worker libraries differ from the batch's: {differ}; install the same versions on every worker")
+        raise ClusterError(
+            f"worker libraries differ from the batch's: {differ}; install the same versions on every worker"
+        )
     path = folder / "assignment.toml"
     path.write_bytes(kit.assignment_toml)
     a = load_assignment(str(path))
     m = {k: torch.from_numpy(v) for k, v in kit.mnist.items()}
-    splits = [m["train_images"].float().div_(255.0), m["train_labels"], m["test_images"].float().div_(255.0), m["test_labels"]]
+    splits = [
+        m["train_images"].float().div_(255.0),
+        m["train_labels"],
+        m["test_images"].float().div_(255.0),
+        m["test_labels"],
+    ]
     data = Mnist(*splits, source=DataSource(folder, "the batch's client", False), fingerprint=fingerprint(*splits))
     if data.fingerprint != kit.fingerprint:
-        raise ClusterError(f"MNIST decoded on the worker has fingerprint {data.fingerprint}, the batch's {kit.fingerprint}")
+        raise ClusterError(
+            f"MNIST decoded on the worker has fingerprint {data.fingerprint}, the batch's {kit.fingerprint}"
+        )
     cache, device = folder / "cache", torch.device(kit.device)
     for target, contents in ((cache / "reference" / kit.reference_name, kit.reference_files),
                              (classifier_folder(data, a, cache, device), kit.classifier_files)):  # fmt: skip
@@ -170,14 +191,23 @@ def prepare_worker() -> None:
     get_worker().plugins[PLUGIN].grader()
 
 
-def grade_on_worker(sub_id: str, files: dict[str, bytes], protect: list[str],
-                    options: BatchOptions) -> tuple[Outcome, dict[str, bytes]]:  # fmt: skip
+def grade_on_worker(sub_id: str, files: dict[str, bytes], options: BatchOptions) -> tuple[Outcome, dict[str, bytes]]:  # fmt: skip
     """A Dask task: write the submission into a fresh folder, grade it with ``grade_one``, and
-    return its outcome and the files grading wrote for it."""
+    return its outcome and the files grading wrote for it. Where the batch requires isolation
+    and this worker's sandbox lacks a protection, nothing runs: the submission gets an error
+    record saying so."""
     import torch
+
+    from harness.sandbox import protections
 
     worker = get_worker()
     plugin: GraderPlugin = worker.plugins[PLUGIN]
+    # each worker's own machine decides what its sandbox can enforce, not the batch's
+    refusal = isolation_refusal(protections(), options.require_isolation, f"on Dask worker {worker.address}")
+    if refusal:
+        with tempfile.TemporaryDirectory(dir=plugin.folder) as tmp:
+            outcome = record_error(Path(tmp), sub_id, IsolationRefused(refusal))
+            return outcome, {ERROR_NAME: (Path(tmp) / sub_id / ERROR_NAME).read_bytes()}
     g = plugin.grader()
     threads = options.grade.threads or max(1, len(os.sched_getaffinity(0)) // worker.state.nthreads)
     torch.set_num_threads(threads)  # this worker's in-process measurements share its cores like its units do
@@ -191,10 +221,11 @@ def grade_on_worker(sub_id: str, files: dict[str, bytes], protect: list[str],
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(blob)
         folder.mkdir(parents=True, exist_ok=True)
-        guarded = [out, plugin.folder, *(Path(p) for p in protect if Path(p).exists())]
-        outcome = grade_one(folder, g, out, guarded, options)
+        outcome = grade_one(folder, g, out, options)
         written = out / sub_id
-        produced = {p.name: p.read_bytes() for p in sorted(written.iterdir()) if p.is_file()} if written.is_dir() else {}
+        produced = (
+            {p.name: p.read_bytes() for p in sorted(written.iterdir()) if p.is_file()} if written.is_dir() else {}
+        )
     return outcome, produced
 
 
@@ -204,7 +235,9 @@ def read_submission(folder: Path) -> dict[str, bytes]:
     for rel in submission_files(folder):
         size += (folder / rel).stat().st_size
         if size > MAX_SUBMISSION_BYTES:
-            raise ValueError(f"the submission holds more than {MAX_SUBMISSION_BYTES >> 20} MB of files; too big to send to a worker")
+            raise ValueError(
+                f"the submission holds more than {MAX_SUBMISSION_BYTES >> 20} MB of files; too big to send to a worker"
+            )
         files[rel.as_posix()] = (folder / rel).read_bytes()
     return files
 
@@ -224,10 +257,9 @@ class DaskRunner:
     """A batch runner (``harness.batch.Runner``) on a Dask cluster: one task per submission.
     Ctrl-C cancels every submission not yet returned; the next batch grades them again."""
 
-    def __init__(self, client: Client, kit: GradingKit, out: Path, protect: list[Path], options: BatchOptions,
+    def __init__(self, client: Client, kit: GradingKit, out: Path, options: BatchOptions,
                  wait_s: float = 60.0):  # fmt: skip
         self.client, self.out, self.options = client, out, options
-        self.protect = [str(p) for p in protect]
         if not client.scheduler_info().get("workers"):
             try:
                 client.wait_for_workers(1, timeout=wait_s)
@@ -258,7 +290,7 @@ class DaskRunner:
             except (OSError, ValueError) as e:
                 early.append(record_error(self.out, f.name, e))
                 continue
-            future = self.client.submit(grade_on_worker, f.name, files, self.protect, self.options,
+            future = self.client.submit(grade_on_worker, f.name, files, self.options,
                                         key=f"grade-{f.name}-{time.time_ns()}", pure=False)  # fmt: skip
             futures[future] = f.name
         try:

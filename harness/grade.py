@@ -24,25 +24,39 @@ import dataclasses
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
 import numpy as np
+import torch
 
 from harness import artifacts, beta_band, metrics
 from harness.assignment import Assignment, Profile
+from harness.beta_band import BetaBand
 from harness.checks import training
 from harness.checks.suite import (
-    TRAINED_ITEMS, CheckOptions, CodeOutcome, code_items, missing_name, new_result, no_code_items, open_sandbox,
-    probe_inputs, score_answers, scored, unit_failure,
+    TRAINED_ITEMS,
+    CheckOptions,
+    CodeOutcome,
+    code_items,
+    missing_name,
+    new_result,
+    no_code_items,
+    open_sandbox,
+    probe_inputs,
+    score_answers,
+    scored,
+    unit_failure,
 )  # fmt: skip
 from harness.data import Mnist, pair_images, subset
-from harness.beta_band import BetaBand
+from harness.progress import Progress
 from harness.reference import (
-    PRIOR_SEED_OFFSET, ReferenceResult, RunRecord, load_model, load_or_train_classifier, reference_at_beta,
+    PRIOR_SEED_OFFSET,
+    ReferenceResult,
+    RunRecord,
+    load_model,
+    load_or_train_classifier,
+    reference_at_beta,
 )  # fmt: skip
 from harness.result import Result
 from harness.rubric import ItemResult, failed
@@ -181,7 +195,7 @@ def tuned_beta_missing(sub: Submission, a: Assignment) -> str:
 
 
 def grade_submission(
-    folder: Path, g: Grader, protect: list[Path] = (), options: GradeOptions = GradeOptions(), artifacts_path: Path | None = None
+    folder: Path, g: Grader, options: GradeOptions = GradeOptions(), artifacts_path: Path | None = None
 ) -> Result:
     """Grade one submission; with ``artifacts_path``, also store what its reports show there
     (``harness.artifacts``), named in the result's ``artifacts`` field."""
@@ -191,7 +205,7 @@ def grade_submission(
     check_limits = Limits(options.check.timeout_s or a.sandbox.check_timeout_s, options.check.memory_mb or a.sandbox.memory_mb,
                           a.sandbox.output_cap_kb)  # fmt: skip
     threads = options.threads or torch.get_num_threads()
-    train_limits = Limits(options.train_timeout_s or a.sandbox.train_timeout_s, options.check.memory_mb or a.sandbox.memory_mb,
+    train_limits = Limits(a.sandbox.train_timeout_s, options.check.memory_mb or a.sandbox.memory_mb,
                           a.sandbox.output_cap_kb, threads)  # fmt: skip
     timings: dict[str, float] = {}
     answer_items, answers_json = score_answers(a, sub)
@@ -199,7 +213,7 @@ def grade_submission(
     arrays: dict[str, np.ndarray] = dict(g.reference_arrays)
 
     if sub.has_code:
-        with open_sandbox(sub, a, grading_inputs(g), list(protect)) as box:
+        with open_sandbox(sub, a, grading_inputs(g)) as box:
             code = code_items(box, a, check_limits, timings)
             trained = training_items(box, sub, g, code, train_limits, options, timings, answer_items.get("interpolation"),
                                      runs, arrays)  # fmt: skip
@@ -230,7 +244,7 @@ def grade_submission(
 def run_training_unit(box, sub_id: str, unit: str, args: dict, limits: Limits, total_steps: int, quiet: bool,
                       timings: dict) -> UnitOutcome:  # fmt: skip
     """One training unit in the sandbox, with a progress bar fed by the steps the unit reports."""
-    with tqdm(total=total_steps, desc=f"{sub_id} {unit}", unit="step", disable=quiet, leave=False) as bar:
+    with Progress(total=total_steps, desc=f"{sub_id} {unit}", unit="step", disable=quiet, leave=False) as bar:
         done = threading.Event()
 
         def poll() -> None:
@@ -247,13 +261,32 @@ def run_training_unit(box, sub_id: str, unit: str, args: dict, limits: Limits, t
     return outcome
 
 
+def training_limits(base: Limits, a: Assignment, reference_s: float | None, explicit_s: float | None,
+                    student_loop: bool) -> Limits:  # fmt: skip
+    """A training unit's limits: ``[sandbox] train_time_multiple`` x the reference's own time for
+    the same run (``reference_s``), at least ``train_floor_s`` and at most ``train_timeout_s``;
+    ``explicit_s`` (``--train-timeout``) wins. The stall watchdog watches the student's loop only:
+    the harness's loop reports no steps."""
+    s = a.sandbox
+    stall = s.stall_s if student_loop else 0.0
+    if explicit_s:
+        return replace(base, timeout_s=explicit_s, stall_s=stall, why="set by --train-timeout")
+    if not reference_s:
+        return replace(base, timeout_s=s.train_timeout_s, stall_s=stall, why="the assignment's train_timeout_s")
+    limit = min(s.train_timeout_s, max(s.train_floor_s, s.train_time_multiple * reference_s))
+    why = f"{s.train_time_multiple:g} x the reference's {reference_s:.0f} s for this run, at least {s.train_floor_s:.0f} s"
+    return replace(base, timeout_s=round(limit), stall_s=stall, why=why)
+
+
 def run_record(role: str, args: dict, o: UnitOutcome, m: training.RunMeasure | None = None) -> dict:
     """A training run as the result's ``runs`` entry: its role (ae, fixed, tuned), what ran,
     how it ended, what was measured."""
     rec = {"role": role, "kind": args["kind"], "beta": args.get("beta"), "epochs": args["epochs"],
            "learning_rate": args["learning_rate"], "unit": o.unit, "status": o.status, "error": "" if o.ok else o.describe(),
            "traceback": o.traceback, "seconds": round(o.seconds, 2), "trainer": args.get("trainer", "student"),
-           "model": "reference" if args.get("reference_model") else "student"}  # fmt: skip
+           "model": "reference" if args.get("reference_model") else "student",
+           "time_limit_s": o.limits.timeout_s if o.limits else None,
+           "time_limit": o.limits.why if o.limits else ""}  # fmt: skip
     if m is not None:
         rec["measure"] = m.to_json()
     return rec
@@ -290,8 +323,11 @@ def training_items(
                    if common["harness_loader"] else "")  # fmt: skip
     batches = -(-len(g.train_images) // t.batch_size)
 
-    def run(unit: str, args: dict) -> UnitOutcome:
-        return run_training_unit(box, sub.id, unit, {**common, **args}, limits, args["epochs"] * batches, options.quiet, timings)
+    def run(name: str, args: dict) -> UnitOutcome:
+        unit = unit_name(name, roles[name])
+        reference_s = next((r.seconds for r in ref.runs if r.name == name), None)
+        lim = training_limits(limits, a, reference_s, options.train_timeout_s, args.get("trainer") != "harness")
+        return run_training_unit(box, sub.id, unit, {**common, **args}, lim, args["epochs"] * batches, options.quiet, timings)
 
     def measured(name: str, o: UnitOutcome, args: dict) -> training.RunMeasure | None:
         m = None
@@ -319,7 +355,7 @@ def training_items(
     else:
         args = {"kind": "ae", "epochs": profile.epochs(t.ae.epochs), "learning_rate": t.ae.learning_rate,
                 "contract": True, "reference_model": not ae_model_ok}  # fmt: skip
-        o = run(unit_name(t.ae.name, "ae"), args)
+        o = run(t.ae.name, args)
         ae_m = measured(t.ae.name, o, args)
         if ae_m is None:
             out["ae_training"] = unit_failure("ae_training", a, o, f"training with {names.train_autoencoder}")
@@ -342,7 +378,7 @@ def training_items(
         for n, spec in enumerate(t.fixed):
             args = {**vae_args, "beta": spec.beta, "epochs": profile.epochs(spec.epochs),
                     "learning_rate": spec.learning_rate, "contract": n == 0}  # fmt: skip
-            o = run(unit_name(spec.name, "fixed"), args)
+            o = run(spec.name, args)
             m = measured(spec.name, o, args)
             if m is None:
                 failure = failure or (o, spec.name)
@@ -368,7 +404,7 @@ def training_items(
         trainer = "student" if loop_ok else "harness"
         args = {**vae_args, "beta": beta, "epochs": profile.epochs(t.tuned.epochs),
                 "learning_rate": t.tuned.learning_rate, "trainer": trainer}  # fmt: skip
-        o = run(unit_name(t.tuned.name, "tuned"), args)
+        o = run(t.tuned.name, args)
         tuned_m = measured(t.tuned.name, o, args)
         notes = [n for n in (note, "your VAE loop did not pass its checks, so the harness's loop trained the tuned run"
                              if trainer == "harness" else "") if n]  # fmt: skip
@@ -378,7 +414,8 @@ def training_items(
             out["beta_tuning"] = unit_failure("beta_tuning", a, o, f"the tuned run (beta = {tuned_beta:g})")
         else:
             out["beta_tuning"] = scored("beta_tuning", a, lambda: training.score_beta_tuning(
-                a, tuned_beta, tuned_m, verdict, factor, vm.get("kl_reduction"), "; ".join(notes)))  # fmt: skip
+                a, tuned_beta, tuned_m, verdict, factor, vm.get("kl_reduction"), "; ".join(notes),
+                stand_in=not vae_model_ok))  # fmt: skip
 
     # ---- interpolation: the student's paths where their models are usable, else the reference's;
     # judged against the reference at the student's own beta (the beta itself is beta_tuning's)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from harness.models import kl_to_prior
+from harness.progress import Progress
 
 FEATURE_DIM = 64
 
@@ -55,7 +55,7 @@ def train_classifier(
     clf = Classifier().to(device).train()
     opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
     steps = -(-len(images) // 128)
-    with tqdm(total=epochs * steps, desc="classifier", unit="step", disable=quiet, leave=False) as bar:
+    with Progress(total=epochs * steps, desc="classifier", unit="step", disable=quiet, leave=False) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(images), generator=gen)
             for start in range(0, len(images), 128):

@@ -12,9 +12,11 @@ stream so that a crash or an ``os._exit`` is reported with where it happened.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -45,33 +47,51 @@ class StudentError(Exception):
 # --------------------------------------------------------------------------- entry point
 
 
-def run_unit(req: dict, scratch: Path, status: TextIO) -> None:
-    """Run the probe named in ``req`` and save its observations to ``out/<unit>.pt``."""
+@dataclass(frozen=True)
+class UnitFiles:
+    """What the supervisor hands a unit besides its request: where its inputs are, and the two
+    files it may write, opened by the supervisor (the unit cannot create files of its own in
+    the folder the harness reads)."""
+
+    inputs: Path
+    out_fd: int
+    progress_fd: int
+
+
+def run_unit(req: dict, files: UnitFiles, status: TextIO) -> None:
+    """Run the probe named in ``req`` and save its observations to the unit's output file."""
     torch.set_num_threads(int(req.get("threads", 1)))
-    ctx = Context(req, scratch, status)
+    ctx = Context(req, files, status)
     try:
         value = {"ok": True, **PROBES[req["probe"]](ctx)}
     except StudentError as e:
         value = {"ok": False, "error": str(e), "traceback": e.tb}
     ctx.phase("save")
-    torch.save(value, scratch / "out" / f"{req['unit']}.pt")
+    with os.fdopen(files.out_fd, "wb") as out:
+        out.seek(0)
+        out.truncate()
+        torch.save(value, out)
     ctx.phase("done")
 
 
 class Context:
-    def __init__(self, req: dict, scratch: Path, status: TextIO):
-        self.req, self.scratch, self.status = req, scratch, status
+    def __init__(self, req: dict, files: UnitFiles, status: TextIO):
+        self.req, self.files, self.status = req, files, status
         self.args: dict = req.get("args", {})
         self.names: dict[str, str] = req["names"]
         self.nz: int = int(req["nz"])
         self._module = None
+
+    def progress(self, steps: int | str) -> None:
+        """Steps so far ("done" once the loop returned): the stall watchdog and the progress bar read it."""
+        os.pwrite(self.files.progress_fd, str(steps).ljust(12).encode(), 0)
 
     def phase(self, text: str) -> None:
         self.status.write(text + "\n")
 
     def inputs(self) -> dict[str, Tensor]:
         # mmap: a unit reads only the tensors it uses (grading inputs hold the training images)
-        return torch.load(self.scratch / "inputs.pt", weights_only=True, mmap=True)
+        return torch.load(self.files.inputs, weights_only=True, mmap=True)
 
     def module(self):
         if self._module is None:
@@ -379,8 +399,8 @@ class LoopWatch:
     model before each, and whether gradients carried over from one step to the next backward
     pass (a missing ``zero_grad``). Global optimizer hooks see any optimizer the student builds."""
 
-    def __init__(self, model: nn.Module, progress: Path | None = None):
-        self.progress = progress  # steps so far, for the harness's progress bar (display only)
+    def __init__(self, model: nn.Module, progress: Callable[[int], None] | None = None):
+        self.progress = progress  # reports steps so far to the stall watchdog and the progress bar
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.steps = 0
         self.steps_with_grad = 0
@@ -425,7 +445,7 @@ class LoopWatch:
             self.steps_with_grad += 1
         self._stepped = True
         if self.progress is not None and self.steps % 5 == 0:
-            self.progress.write_text(str(self.steps))
+            self.progress(self.steps)
 
     def summary(self) -> dict:
         return {"steps": self.steps, "steps_with_grad": self.steps_with_grad, "backwards": self.backwards,
@@ -544,8 +564,10 @@ def probe_train(ctx: Context) -> dict:
         run = {"curves": {"rec": curves.rec, **({"kl": curves.kl} if kind == "vae" else {})}, "watch": None}
     else:
         loader = _student_loader(ctx, dataset, batch, workers)
-        with LoopWatch(model, ctx.scratch / "out" / f"{ctx.req['unit']}.progress") as watch:
+        ctx.progress(0)  # the stall watchdog times the loop from here
+        with LoopWatch(model, ctx.progress) as watch:
             returned = ctx.call(f"{fn_name}(model, loader, {epochs}, {lr:g}, {device!r})", train_fn, model, loader, epochs, lr, device)
+        ctx.progress("done")
         batches = len(loader) if hasattr(loader, "__len__") else -(-len(dataset) // batch)
         run = {"curves": None, "curve_error": "", "watch": watch.summary(), "iterations": epochs * batches}
         try:

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from harness import beta_band, metrics
 from harness.assignment import Assignment, Profile, RunSpec
 from harness.cache import building, make_key, publish, staging_dir, versions, write_json_atomic
 from harness.data import Mnist, pair_images, subset
 from harness.models import VAE, AutoEncoder
+from harness.progress import Progress
 from harness.training import Curves, TrainConfig, train
 
 SCHEMA_VERSION = 2  # 2: convolutions as matrix products (harness.gemm_conv) and fused Adam change the trained numbers
@@ -296,7 +296,7 @@ def _train_runs(
     if not search_only:
         plan[1:1] = [(r.name, r, r.beta, profile.epochs(r.epochs), False) for r in t.fixed]
     runs: list[RunRecord] = []
-    with tqdm(total=len(plan) + (not search_only), desc="reference runs", unit="run", disable=quiet) as bar:
+    with Progress(total=len(plan) + (not search_only), desc="reference runs", unit="run", disable=quiet) as bar:
 
         def do(name: str, spec: RunSpec, beta: float | None, epochs: int, is_search: bool) -> None:
             model, curves = _train_run(a, spec, beta, epochs, images, device, quiet)
@@ -307,7 +307,9 @@ def _train_runs(
             runs.append(rec)
             bar.update()
             if not quiet:
-                tqdm.write(f"  {name}: {curves.seconds:.1f} s, test MSE {rec.test_mse:.4f}, sample FID {rec.sample_fid:.2f}")
+                bar.write(
+                    f"  {name}: {curves.seconds:.1f} s, test MSE {rec.test_mse:.4f}, sample FID {rec.sample_fid:.2f}"
+                )
 
         for item in plan:
             do(*item)

@@ -23,7 +23,8 @@ from harness.assignment import Assignment, Profile
 from harness.checks.suite import new_result, open_sandbox, score_answers
 from harness.data import Mnist, subset
 from harness.grade import (
-    eval_images, planned_runs, run_record, run_training_unit, skipped_record, training_inputs, tuned_beta_missing, unit_name,
+    eval_images, planned_runs, run_record, run_training_unit, skipped_record, training_inputs, training_limits,
+    tuned_beta_missing, unit_name,
 )
 from harness.result import Result
 from harness.sandbox import Limits
@@ -47,14 +48,16 @@ def write_up_inputs(a: Assignment, profile: Profile, data: Mnist) -> dict[str, t
     return training_inputs(a, data, images, labels, a.sampling.n)
 
 
-def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, out: Path, protect: list[Path] = (),
+def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, out: Path,
              options: ReportOptions = ReportOptions()) -> Result:  # fmt: skip
     """Train the submission's four runs with its own code and store the write-up's data in ``out``."""
     started = time.perf_counter()
     sub = load_submission(folder, a)
     t = a.training
-    limits = Limits(options.train_timeout_s or a.sandbox.train_timeout_s, options.memory_mb or a.sandbox.memory_mb,
-                    a.sandbox.output_cap_kb, torch.get_num_threads())  # fmt: skip
+    # No reference is built for a write-up, so no reference time: the assignment's ceiling and the stall watchdog.
+    limits = training_limits(Limits(a.sandbox.train_timeout_s, options.memory_mb or a.sandbox.memory_mb,
+                                    a.sandbox.output_cap_kb, torch.get_num_threads()),
+                             a, None, options.train_timeout_s, student_loop=True)  # fmt: skip
     inputs = write_up_inputs(a, profile, data)
     batches = -(-len(inputs["train_u8"]) // t.batch_size)
     common = {"batch_size": t.batch_size, "num_workers": 0, "seed": t.seed, "device": options.device,
@@ -72,7 +75,7 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, out: Pa
     test = eval_images(a, data)
     arrays = artifacts.test_arrays(test, data.test_labels[: len(test)], a.interpolation.pairs, a.sampling.grid)
     if sub.has_code:
-        with open_sandbox(sub, a, inputs, list(protect)) as box:
+        with open_sandbox(sub, a, inputs) as box:
             for name, role, args in plan:
                 if role == "tuned" and sub.tuned_beta is None:
                     runs[name] = skipped_record(role, "vae", None, tuned_beta_missing(sub, a))

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,12 +30,13 @@ from typing import Any, Literal
 import torch
 
 import harness
+from harness.submission import MAX_FOLDER_BYTES
 
-UnitStatus = Literal["ok", "error", "timeout", "memory", "crashed"]
+UnitStatus = Literal["ok", "error", "timeout", "stalled", "memory", "crashed"]
 NOBODY = 65534
 START_TIMEOUT_S = 180.0  # a cold start imports torch from disk
-MAX_COPY_BYTES = 200 * 1024 * 1024
 MAX_OUTPUT_BYTES = 512 * 1024 * 1024
+SCRATCH_PREFIX = "harness-sandbox-"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Limits:
     memory_mb: int
     output_cap_kb: int = 64
     threads: int = 1
+    stall_s: float = 0.0  # a training unit whose loop takes no optimizer step for this long is stopped (0: off)
+    why: str = ""  # how the time limit was set, for the evidence ("10 x the reference's 15 s, at least 120 s")
 
 
 @dataclass
@@ -60,20 +64,31 @@ class UnitOutcome:
     stderr: str = ""
     peak_memory_mb: float = 0.0
     leftover_processes: int = 0
+    limits: Limits | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def describe(self) -> str:
-        """One sentence for the student's evidence."""
+        """One sentence for the student's evidence, naming the limit and what was measured."""
         where = f" during {self.phase.removeprefix('call ')}" if self.phase and self.phase != "done" else ""
+        lim = self.limits
         if self.status == "ok":
             return "ran"
         if self.status == "timeout":
-            return f"stopped after {self.seconds:.0f} s (the time limit){where}"
+            limit = (
+                f"the limit is {lim.timeout_s:.0f} s" + (f" ({lim.why})" if lim.why else "")
+                if lim
+                else "the time limit"
+            )
+            return f"stopped after {self.seconds:.0f} s{where}: {limit}"
+        if self.status == "stalled":
+            stall = f"{lim.stall_s:.0f} s" if lim else "the stall limit"
+            return f"stopped after {self.seconds:.0f} s{where}: the training loop took no optimizer step for {stall} (the stall limit)"
         if self.status == "memory":
-            return f"stopped at {self.peak_memory_mb:.0f} MB (the memory limit){where}"
+            limit = f"the limit is {lim.memory_mb} MB" if lim else "the memory limit"
+            return f"stopped at {self.peak_memory_mb:.0f} MB{where}: {limit}"
         return self.error or f"the process ended unexpectedly{where}"
 
 
@@ -82,47 +97,142 @@ class Protections:
     """Which protections this machine allows; each line ends up in the result."""
 
     namespaces: bool
-    drop_to: int | None
+    drop: str | None  # "setuid" (root becomes nobody), "userns" (nobody in a user namespace) or None
     lines: tuple[str, ...] = field(default=())
+    pdeathsig: bool = False  # setpriv can tie the sandbox's life to the harness thread that starts it
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The documented protections NOT in force here (empty when the full set is)."""
+        return tuple(line for line in self.lines if line.startswith("NOT in force"))
+
+    @property
+    def full(self) -> bool:
+        return not self.missing
+
+
+ALWAYS = (
+    "separate process per unit; time limit, stall watchdog, memory cap (PSS watchdog) and output cap per unit",
+    "clean environment (no inherited variables) and a private copy of the submission",
+    "every process a unit started is killed when the unit ends, and when the harness ends",
+    "the unit writes only its own observation file and a fresh, size-capped /tmp",
+)
+
+
+def _unshare_prefix() -> list[str]:
+    """Network, PID and mount namespaces; as a normal user also a user namespace (-r)."""
+    flags = "-mnpf" if os.geteuid() == 0 else "-rmnpf"
+    return ["unshare", "--kill-child", flags, "--mount-proc"]
+
+
+def _boot(extra: str = "") -> str:
+    root = str(Path(harness.__file__).resolve().parent.parent)
+    return f"import sys; sys.path.insert(0, {root!r}); from harness.sandbox_server import main; main()"
 
 
 @functools.cache
 def protections() -> Protections:
-    """Probe once per process what the OS allows: namespaces via ``unshare``, dropping to nobody."""
-    unshare = shutil.which("unshare")
+    """Probe once per process what the OS allows, by starting the supervisor's own set-up
+    without torch: the namespaces and the deny-by-default root, then leaving root."""
+    pdeathsig = _setpriv_pdeathsig()
     root = os.geteuid() == 0
-    ns = False
-    if unshare:
-        flags = ["-mnpf", "--mount-proc"] if root else ["-rmnpf", "--mount-proc"]
-        try:
-            ns = subprocess.run([unshare, *flags, "true"], capture_output=True, timeout=20).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ns = False
-    drop = NOBODY if root and _nobody_can_run_python() else None
-    lines = [
-        "separate process per unit; timeout, memory cap (PSS watchdog) and output cap per unit",
-        "clean environment (no inherited variables) and a private copy of the submission",
-        "every process a unit started is killed when the unit ends",
-    ]
+    ns, drop = False, None
+    # The full set first (one probe on a machine that allows it), then what is left of it.
+    for ns_try, drop_try in ((True, "setuid" if root else "userns"), (True, None), (False, "setuid" if root else None)):
+        if (ns_try and not shutil.which("unshare")) or (not ns_try and drop_try is None):
+            continue
+        if _probe_supervisor(ns_try, drop_try) == "":
+            ns, drop = ns_try, drop_try
+            break
+    lines = list(ALWAYS)
     if ns:
         lines.append("no network (new network namespace); harness processes invisible (new PID namespace)")
-        lines.append("results, cache, submissions, data and harness code read-only (mount namespace)")
-        lines.append("student code holds no capabilities, even as root (cannot remount or regain them via exec)")
+        lines.append("deny by default: a read-only root holding only the system libraries, Python, the probe code and "
+                     "the unit's inputs; /root, /home, the checkout, the cache, results and other submissions absent")  # fmt: skip
+        lines.append("student code holds no capabilities (cannot remount or regain them via exec)")
     else:
-        lines.append("NOT in force: network isolation and read-only mounts (unshare unavailable here)")
-    if drop is not None:
-        lines.append("student code runs as user 'nobody' (cannot write the harness's files or signal it)")
+        lines.append("NOT in force: network isolation and the deny-by-default root (unshare unavailable here)")
+    if drop == "setuid":
+        lines.append("student code runs as user 'nobody' (uid 65534), never as root")
+    elif drop == "userns":
+        lines.append("student code runs as uid 65534 in a user namespace, never as root")
     elif root:
-        lines.append("NOT in force: dropping to an unprivileged user (nobody cannot run this Python)")
-    return Protections(ns, drop, tuple(lines))
+        lines.append("NOT in force: running student code as an unprivileged user (it would run as root)")
+    else:
+        lines.append("NOT in force: a separate unprivileged user (student code runs as the harness's own user)")
+    if not pdeathsig:
+        lines.append("NOT in force: ending the sandbox when the harness is killed (setpriv --pdeathsig unavailable)")
+    return Protections(ns, drop, tuple(lines), pdeathsig)
 
 
-def _nobody_can_run_python() -> bool:
-    probe = [sys.executable, "-I", "-c", "import importlib.util as u; assert u.find_spec('torch')"]
+def _setpriv_pdeathsig() -> bool:
     try:
-        return subprocess.run(probe, user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, timeout=30).returncode == 0
+        help_text = subprocess.run(["setpriv", "--help"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return "--pdeathsig" in help_text
+
+
+def _probe_supervisor(namespaces: bool, drop: str | None) -> str:
+    """ "" when a supervisor starts here with these settings and can leave root; else why not."""
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX + f"{os.getpid()}-probe-"))
+    try:
+        for d in ("out", "root", "work"):
+            (scratch / d).mkdir()
+        config = supervisor_config(scratch, visible_paths(), namespaces, drop, probe=True)
+        prefix = _unshare_prefix() if namespaces else []
+        cmd = [*prefix, sys.executable, "-I", "-B", "-c", _boot(), json.dumps(config)]
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=60, cwd=scratch, env=_clean_env(scratch, namespaces)
+        )
+        if done.returncode != 0 or not done.stdout.strip():
+            return (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return json.loads(done.stdout.splitlines()[0]).get("drop_problem", "") if drop else ""
+    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+        return str(e)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def visible_paths(assignment_path: str | None = None) -> list[str]:
+    """What a unit sees besides the system's libraries: the Python installation and virtual
+    environment, the harness package (the probe code) and the assignment's file."""
+    package = Path(harness.__file__).resolve().parent
+    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    paths = [*sorted(prefixes), package]
+    if assignment_path and not Path(assignment_path).resolve().is_relative_to(package):
+        paths.append(Path(assignment_path).resolve())
+    return [str(p) for p in paths]
+
+
+def supervisor_config(scratch: Path, visible: list[str], namespaces: bool, drop: str | None, tmp_mb: int = 512,
+                      probe: bool = False) -> dict:  # fmt: skip
+    """What the supervisor is told at start (harness.sandbox_server.main)."""
+    return {
+        "scratch": str(scratch),
+        "visible": list(dict.fromkeys(visible)),
+        "mount_ns": namespaces,
+        "drop": drop,
+        "owner": NOBODY if drop == "setuid" else None,
+        "tmp_mb": tmp_mb,
+        "probe": probe,
+    }
+
+
+def _clean_env(scratch: Path, namespaces: bool) -> dict[str, str]:
+    home, tmp = ("/tmp/home", "/tmp") if namespaces else (str(scratch / "home"), str(scratch / "tmp"))
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+    }
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return env
 
 
 def private_copy(src: Path, dest: Path) -> None:
@@ -137,10 +247,18 @@ def private_copy(src: Path, dest: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
         elif path.is_file():
             total += path.stat().st_size
-            if total > MAX_COPY_BYTES:
-                raise OSError(f"the submission folder holds more than {MAX_COPY_BYTES >> 20} MB")
+            if total > MAX_FOLDER_BYTES:
+                raise OSError(f"the submission folder holds more than {MAX_FOLDER_BYTES >> 20} MB")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
+
+
+def remove_stale_scratch(base: Path | None = None) -> None:
+    """Scratch folders of harness processes that are gone (killed before they could clean up)."""
+    for folder in Path(base or tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class SandboxError(RuntimeError):
@@ -158,25 +276,23 @@ class Sandbox:
         names: dict[str, str],
         nz: int,
         inputs: dict[str, torch.Tensor],
-        protect: list[Path] = (),
+        tmp_mb: int = 512,
     ):
         self.prot = protections()
-        self.scratch = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
+        remove_stale_scratch()
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         work = self.scratch / "work"
-        work.mkdir()
-        (self.scratch / "out").mkdir()
-        (self.scratch / "home").mkdir()
-        (self.scratch / "tmp").mkdir()
+        for d in ("work", "out", "home", "tmp", "root"):
+            (self.scratch / d).mkdir()
         private_copy(submission_dir, work)
         torch.save(inputs, self.scratch / "inputs.pt")
-        if self.prot.drop_to is not None:
-            for path in [self.scratch, *self.scratch.rglob("*")]:
-                os.chown(path, self.prot.drop_to, self.prot.drop_to)
-        self.base = {"module": str(work / module), "names": names, "nz": nz, "assignment": assignment_path}
-        package = Path(harness.__file__).resolve().parent
-        # A protected folder that holds the scratch folder would make the unit's own output read-only.
-        wanted = [Path(p).resolve() for p in protect] + [package, Path(sys.prefix), Path(sys.base_prefix)]
-        self.protect = [str(p) for p in wanted if not self.scratch.resolve().is_relative_to(p)]
+        if self.prot.drop == "setuid":  # the unit's own folders; out/ stays the harness's
+            for path in [work, *work.rglob("*"), self.scratch / "home", self.scratch / "tmp"]:
+                os.chown(path, NOBODY, NOBODY)
+        self.scratch.chmod(0o755)
+        self.base = {"module": module, "names": names, "nz": nz, "assignment": assignment_path}
+        self.config = supervisor_config(self.scratch, visible_paths(assignment_path), self.prot.namespaces,
+                                        self.prot.drop, tmp_mb)  # fmt: skip
         self.proc: subprocess.Popen | None = None
         self.ready: dict = {}
         self._stderr: list[str] = []
@@ -190,36 +306,19 @@ class Sandbox:
         self.close()
 
     def _start(self) -> None:
-        config = {
-            "scratch": str(self.scratch),
-            "protect": self.protect,
-            "mount_ns": self.prot.namespaces,
-            "drop_to": self.prot.drop_to,
-        }
-        prefix = []
+        # setpriv --pdeathsig: the sandbox gets SIGKILL when the harness thread that started it
+        # ends, however it ends; unshare --kill-child passes that on to the supervisor (PID 1 of
+        # the sandbox's PID namespace), whose death ends every process in the namespace.
+        prefix = ["setpriv", "--pdeathsig", "KILL"] if self.prot.pdeathsig else []
         if self.prot.namespaces:
-            prefix = ["unshare", "-mnpf", "--mount-proc"] if os.geteuid() == 0 else ["unshare", "-rmnpf", "--mount-proc"]
-        root = str(Path(harness.__file__).resolve().parent.parent)
-        boot = f"import sys; sys.path.insert(0, {root!r}); from harness.sandbox_server import main; main()"
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.scratch / "home"),
-            "TMPDIR": str(self.scratch / "tmp"),
-            "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "MPLBACKEND": "Agg",
-            "OMP_NUM_THREADS": "1",
-        }
-        if "CUDA_VISIBLE_DEVICES" in os.environ:
-            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+            prefix += _unshare_prefix()
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-I", "-c", boot, json.dumps(config)],
+            [*prefix, sys.executable, "-I", "-B", "-c", _boot(), json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=self.scratch,
-            env=env,
+            env=_clean_env(self.scratch, self.prot.namespaces),
             start_new_session=True,
             text=True,
         )
@@ -283,6 +382,7 @@ class Sandbox:
             "probe": probe,
             "args": args or {},
             "timeout_s": limits.timeout_s,
+            "stall_s": limits.stall_s,
             "memory_mb": limits.memory_mb,
             "output_cap_kb": limits.output_cap_kb,
             "threads": limits.threads,
@@ -297,7 +397,12 @@ class Sandbox:
             line = ""
         if not line:  # the supervisor itself died or hung: restart it for the next unit
             self._kill()
-            return UnitOutcome(unit, "crashed", error="the sandbox's supervisor stopped during this unit")
+            time.sleep(0.1)  # let the drain thread take the supervisor's last words
+            last = next((ln.strip() for ln in reversed(self._stderr) if ln.strip()), "")
+            why = f" ({last[:300]})" if last else ""
+            return UnitOutcome(
+                unit, "crashed", error=f"the sandbox's supervisor stopped during this unit{why}", limits=limits
+            )
         reply = json.loads(line)
         outcome = UnitOutcome(
             unit,
@@ -308,6 +413,7 @@ class Sandbox:
             stderr=reply["stderr"],
             peak_memory_mb=reply["peak_memory_mb"],
             leftover_processes=reply["leftover_processes"],
+            limits=limits,
         )
         if outcome.status == "crashed":
             how = f"signal {reply['signal']}" if reply["signal"] else f"exit code {reply['exit_code']}"

@@ -9,7 +9,6 @@ only the grade table (``harness.batch.grade_rows``) and the assignment's rubric.
 from __future__ import annotations
 
 import base64
-import io
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +19,21 @@ from harness.assignment import Assignment
 from harness.cache import write_bytes_atomic
 
 SUMMARY_NAME = "summary.html"
+STATUSES = ("complete", "needs_review", "incomplete", "error")  # a grade row's status (harness.batch.grade_rows)
+
+
+def status_counts(grades: pd.DataFrame) -> dict[str, int]:
+    """How many rows of the grade table have each status, every status listed (zeros too), in
+    :data:`STATUSES` order. The one count that summary.html, the batch's progress bar and its
+    closing line all show, so they agree."""
+    counts = {s: int((grades["status"] == s).sum()) for s in STATUSES}
+    others = grades.loc[~grades["status"].isin(STATUSES), "status"].value_counts()  # none today; never dropped
+    return {**counts, **{str(k): int(v) for k, v in others.items()}}
+
+
+def describe_counts(counts: dict[str, int], sep: str = ", ") -> str:
+    """``2 complete, 0 needs review, 1 incomplete, 1 error``."""
+    return sep.join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
 
 
 def _uri(png: bytes) -> str:
@@ -70,7 +84,7 @@ def summary_context(grades: pd.DataFrame, a: Assignment, profile: str) -> dict:
         "rubric": list(a.rubric),
         "max_total": max_total,
         "rows": records,
-        "counts": grades["status"].value_counts().to_dict(),
+        "counts": describe_counts(status_counts(grades), " · "),
         "mean": float(graded["total"].mean()) if len(graded) else None,
         "median": float(graded["total"].median()) if len(graded) else None,
         "review": [r for r in records if r["status"] == "needs_review"],

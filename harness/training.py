@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from harness.data import shuffled_batches
 from harness.models import VAE, reconstruction_mse
+from harness.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def train(
     steps_per_epoch = -(-len(images) // cfg.batch_size)
     recs, kls = [], []
     start = time.perf_counter()
-    with tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", disable=quiet, leave=False) as bar:
+    with Progress(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", disable=quiet, leave=False) as bar:
         for _ in range(cfg.epochs):
             for x in shuffled_batches(images, cfg.batch_size, order):
                 x = x.to(device).contiguous(memory_format=torch.channels_last)

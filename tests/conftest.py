@@ -90,8 +90,8 @@ def run_check(assignment, mnist):
     """Check a submission folder as `harness check` does; returns the Result."""
     from harness.checks.suite import CheckOptions, check_submission
 
-    def run(folder: Path, timeout_s: float | None = None, memory_mb: int | None = None, protect: list[Path] = ()):
-        return check_submission(folder, assignment, mnist, list(protect), CheckOptions(timeout_s, memory_mb))
+    def run(folder: Path, timeout_s: float | None = None, memory_mb: int | None = None):
+        return check_submission(folder, assignment, mnist, CheckOptions(timeout_s, memory_mb))
 
     return run
 
@@ -121,6 +121,6 @@ def run_grade(grader):
     from harness.grade import GradeOptions, grade_submission
 
     def run(folder: Path, train_timeout_s: float | None = None):
-        return grade_submission(folder, grader, [], GradeOptions(train_timeout_s=train_timeout_s, quiet=True))
+        return grade_submission(folder, grader, GradeOptions(train_timeout_s=train_timeout_s, quiet=True))
 
     return run

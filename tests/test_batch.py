@@ -7,6 +7,7 @@ run without training.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -17,15 +18,21 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.batch import BatchLocked, BatchOptions, _Lock, discover, grade_batch, grade_one, grade_rows, is_submission, write_grades
+from harness.batch import (BatchLocked, BatchOptions, BatchSummary, Outcome, _Lock, discover, grade_batch, grade_one, grade_rows,
+                           is_submission, record_error, write_grades)  # fmt: skip
 from harness.grade import GradeOptions
 from harness.result import load_result
+from harness.summary import write_summary
 from tests.conftest import EXAMPLE, copy_example
+
+FIXTURE = EXAMPLE.parents[1] / "tests" / "fixtures" / "example-smoke"
 
 # Two at a time, each training unit on its share of this test process's threads, as the CLI
 # splits the cores. Explicit, because a Dask worker would otherwise give a unit all the
 # machine's cores: oversubscribed beside a busy test worker, OpenMP's waits slow it severalfold.
-CHEAP = BatchOptions(workers=2, render=False, quiet=True, grade=GradeOptions(quiet=True, threads=max(1, torch.get_num_threads() // 2)))
+CHEAP = BatchOptions(
+    workers=2, render=False, quiet=True, grade=GradeOptions(quiet=True, threads=max(1, torch.get_num_threads() // 2))
+)
 
 
 def garbage(folder):
@@ -59,7 +66,7 @@ def course(tmp_path_factory, grader):
     vandal(root / "mal", out)
     garbage(root / "zed")
     (root / "README.md").write_text("not a folder: ignored")
-    summary = grade_batch(root, grader, out, [out, root], CHEAP)
+    summary = grade_batch(root, grader, out, CHEAP)
     return root, out, summary
 
 
@@ -96,7 +103,8 @@ def test_a_batch_killed_mid_run_loses_only_its_in_flight_work(course, grader, se
     vandal(root / "mal", killed)  # the CLI protects only this batch's folders
     garbage(root / "zed")
     proc = subprocess.Popen([sys.executable, "-m", "harness", "grade", str(root), "--profile", "smoke", "--device", "cpu",
-                             "--cache", str(session_cache), "--out", str(killed), "--workers", "2", "--no-report", "-q"],
+                             "--cache", str(session_cache), "--out", str(killed), "--workers", "2", "--no-report", "-q",
+                             "--no-require-isolation"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
@@ -109,7 +117,7 @@ def test_a_batch_killed_mid_run_loses_only_its_in_flight_work(course, grader, se
         proc.kill()
         proc.wait()
     assert not (killed / "grades.csv").exists()
-    again = grade_batch(root, grader, killed, [killed, root], CHEAP)
+    again = grade_batch(root, grader, killed, CHEAP)
     assert [(o.id, o.status) for o in again.outcomes] == [("ada", "graded"), ("mal", "skipped"), ("zed", "skipped")]
     assert (killed / "grades.csv").read_text() == (out / "grades.csv").read_text()
 
@@ -128,14 +136,14 @@ def test_summary_html_has_one_linked_row_per_submission_and_no_external_referenc
 def test_a_rerun_grades_only_what_changed_and_writes_the_same_grades(course, grader):
     root, out, _ = course
     before = (out / "grades.csv").read_text()
-    again = grade_batch(root, grader, out, [], CHEAP)
+    again = grade_batch(root, grader, out, CHEAP)
     assert [o.status for o in again.outcomes] == ["skipped", "skipped", "skipped"]
     assert (out / "grades.csv").read_text() == before
     (root / "zed" / "answers.md").write_text("## ae-samples\n\nsomething new\n")
-    changed = grade_batch(root, grader, out, [], CHEAP)
+    changed = grade_batch(root, grader, out, CHEAP)
     assert [(o.id, o.status) for o in changed.outcomes] == [("ada", "skipped"), ("mal", "skipped"), ("zed", "graded")]
     (root / "zed" / "answers.md").unlink()  # as it was, for the tests that compare with this course
-    assert grade_batch(root, grader, out, [], CHEAP).count("graded") == 1
+    assert grade_batch(root, grader, out, CHEAP).count("graded") == 1
 
 
 def test_an_override_survives_a_real_regrade_of_its_submission(course, grader):
@@ -144,7 +152,7 @@ def test_an_override_survives_a_real_regrade_of_its_submission(course, grader):
     (out / "overrides.csv").write_text(text)
     try:
         (root / "zed" / "answers.md").write_text("## ae-samples\n\nsomething new\n")
-        assert grade_batch(root, grader, out, [], CHEAP).outcomes[-1].status == "graded"  # zed changed
+        assert grade_batch(root, grader, out, CHEAP).outcomes[-1].status == "graded"  # zed changed
         stored = load_result(out / "zed" / "result.json")  # the automatic result, untouched by the override
         auto = {i["id"]: i["points"] for i in stored["items"]}
         row = pd.read_csv(out / "grades.csv").set_index("id").loc["zed"]
@@ -154,22 +162,22 @@ def test_an_override_survives_a_real_regrade_of_its_submission(course, grader):
     finally:  # as it was, for the tests that compare with this course
         (out / "overrides.csv").unlink()
         (root / "zed" / "answers.md").unlink(missing_ok=True)
-        grade_batch(root, grader, out, [], CHEAP)
+        grade_batch(root, grader, out, CHEAP)
 
 
 def test_force_regrades_an_up_to_date_submission(tmp_path, grader):
     garbage(tmp_path / "course" / "zed")
     out = tmp_path / "reports"
-    grade_batch(tmp_path / "course", grader, out, [], CHEAP)
-    assert [o.status for o in grade_batch(tmp_path / "course", grader, out, [], CHEAP).outcomes] == ["skipped"]
+    grade_batch(tmp_path / "course", grader, out, CHEAP)
+    assert [o.status for o in grade_batch(tmp_path / "course", grader, out, CHEAP).outcomes] == ["skipped"]
     forced = BatchOptions(workers=1, force=True, render=False, quiet=True)
-    assert [o.status for o in grade_batch(tmp_path / "course", grader, out, [], forced).outcomes] == ["graded"]
+    assert [o.status for o in grade_batch(tmp_path / "course", grader, out, forced).outcomes] == ["graded"]
 
 
 def test_a_submission_that_cannot_be_graded_is_recorded_with_its_error(tmp_path, grader, assignment):
     out = tmp_path / "reports"
     gone = tmp_path / "course" / "gone"  # listed, then removed before its turn
-    outcome = grade_one(gone, grader, out, [], CHEAP)
+    outcome = grade_one(gone, grader, out, CHEAP)
     assert outcome.status == "error" and "no such submission folder" in outcome.error
     assert "FileNotFoundError" in (out / "gone" / "error.json").read_text()
     row = pd.read_csv(write_grades(out, grade_rows(out, ["gone"], assignment))).iloc[0]
@@ -181,8 +189,8 @@ def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path, grader):
     out = tmp_path / "reports"
     with _Lock(out):
         with pytest.raises(BatchLocked, match=r"being graded by another batch \(pid \d+"):
-            grade_batch(tmp_path / "course", grader, out, [], CHEAP)
-    assert grade_batch(tmp_path / "course", grader, out, [], CHEAP).count("graded") == 1  # released
+            grade_batch(tmp_path / "course", grader, out, CHEAP)
+    assert grade_batch(tmp_path / "course", grader, out, CHEAP).count("graded") == 1  # released
 
 
 def test_the_lock_is_released_when_its_holder_dies(tmp_path):
@@ -207,16 +215,56 @@ def test_a_course_folder_is_told_apart_from_a_submission(tmp_path, assignment):
     assert [p.name for p in discover(tmp_path)] == ["a", "b"]
 
 
-def test_the_cli_grades_a_course_folder_and_writes_grades_csv(tmp_path, session_cache):
+def _status_counts(text: str) -> dict[str, int]:
+    """``{"complete": 0, "needs review": 1, ...}`` from a line that counts statuses."""
+    return {status: int(n) for n, status in re.findall(r"(\d+) (complete|needs review|incomplete|error)\b", text)}
+
+
+def _summary_counts(out) -> dict[str, int]:
+    html = (out / "summary.html").read_text()
+    return _status_counts(re.search(r'id="status-counts">([^<]*)<', html).group(1))
+
+
+def test_the_closing_line_and_summary_html_count_the_same_errors(tmp_path, assignment):
+    """Rows from stored results, without training: a good result, one whose item errored (its
+    grading ran) and one whose grading failed (an error record) are both errors, in both places."""
+    out = tmp_path / "reports"
+    good = json.loads((FIXTURE / "result.json").read_text())
+    for sid, result in (("ada", good), ("mal", {**good, "items": [{**i, "status": "error"} if i["id"] == "vae_training"
+                                                                  else i for i in good["items"]]})):  # fmt: skip
+        (out / sid).mkdir(parents=True)
+        (out / sid / "result.json").write_text(json.dumps(result))
+    failed = record_error(out, "gone", FileNotFoundError("no such submission folder"))
+    rows = grade_rows(out, ["ada", "gone", "mal"], assignment)
+    write_summary(out, rows, assignment, "smoke")
+    summary = BatchSummary(outcomes=[Outcome("ada", "graded"), failed, Outcome("mal", "graded")], rows=rows)
+    line = summary.closing_line()
+    assert line.startswith("3 submissions: 2 graded, 0 unchanged since their result (--force regrades); ")
+    assert (
+        _status_counts(line) == _summary_counts(out) == {"complete": 1, "needs review": 0, "incomplete": 0, "error": 2}
+    )
+
+
+# slow: builds the smoke reference through the CLI (about a minute on 2 cores)
+def test_the_cli_grades_a_course_folder_and_its_closing_line_agrees_with_summary_html(tmp_path, session_cache):
     garbage(tmp_path / "course" / "zed")
     (tmp_path / "course" / "empty").mkdir()
+    broken = tmp_path / "course" / "broken"  # its code fails at import: its items error, its grading does not
+    broken.mkdir()
+    (broken / "submission.py").write_text("raise RuntimeError('broken on import')\n")
     out = tmp_path / "reports"
     proc = subprocess.run([sys.executable, "-m", "harness", "grade", str(tmp_path / "course"), "--profile", "smoke", "--device",
-                           "cpu", "--cache", str(session_cache), "--out", str(out), "--workers", "2", "--no-report", "-q"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "2 submissions: 2 graded, 0 unchanged" in proc.stdout and f"written: {out / 'grades.csv'}" in proc.stdout
-    assert list(pd.read_csv(out / "grades.csv")["id"]) == ["empty", "zed"]
+                           "cpu", "--cache", str(session_cache), "--out", str(out), "--workers", "2", "--no-report", "-q",
+                           "--no-require-isolation"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]  # no grading failed: exit 0 whatever the statuses
+    assert "3 submissions: 3 graded, 0 unchanged" in proc.stdout and f"written: {out / 'grades.csv'}" in proc.stdout
+    assert list(pd.read_csv(out / "grades.csv")["id"]) == ["broken", "empty", "zed"]
+    closing = next(line for line in proc.stdout.splitlines() if line.startswith("3 submissions:"))
+    assert (
+        _status_counts(closing)
+        == _summary_counts(out)
+        == {"complete": 0, "needs review": 0, "incomplete": 2, "error": 1}
+    )
 
 
 def test_a_local_dask_cluster_grades_a_course_exactly_as_the_local_pool(course, grader, session_cache, tmp_path):
@@ -228,14 +276,16 @@ def test_a_local_dask_cluster_grades_a_course_exactly_as_the_local_pool(course, 
     dask_out = tmp_path / "dask"
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster) as client:  # fmt: skip
-        runner = DaskRunner(client, grading_kit(grader, session_cache, "cpu"), dask_out, [out, dask_out, root], CHEAP)
-        summary = grade_batch(root, grader, dask_out, [out, dask_out, root], CHEAP, runner)
+        runner = DaskRunner(client, grading_kit(grader, session_cache, "cpu"), dask_out, CHEAP)
+        summary = grade_batch(root, grader, dask_out, CHEAP, runner)
     assert [(o.id, o.status) for o in summary.outcomes] == [("ada", "graded"), ("mal", "graded"), ("zed", "graded")]
     assert (dask_out / "grades.csv").read_text() == (out / "grades.csv").read_text()
     assert not (out / "planted.txt").exists()  # the hostile copy, on a worker, reached no folder of the batch
     for sid in ("ada", "mal", "zed"):
         local, remote = (load_result(o / sid / "result.json") for o in (out, dask_out))
-        assert [(i["id"], i["points"], i["status"]) for i in remote["items"]] == [(i["id"], i["points"], i["status"]) for i in local["items"]]
+        assert [(i["id"], i["points"], i["status"]) for i in remote["items"]] == [
+            (i["id"], i["points"], i["status"]) for i in local["items"]
+        ]
         assert remote["submission"] == local["submission"]  # the worker hashed the same files
     assert (dask_out / "ada" / "runs.npz").is_file() and not (dask_out / "ada" / "error.json").exists()
 

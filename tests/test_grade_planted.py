@@ -38,3 +38,27 @@ def test_planted_training_bug_costs_exactly_its_items_and_names_the_cause(name, 
     short = {i.id: i.evidence for i in result.items if i.points < i.max_points}
     assert sorted(short) == sorted(lost), short
     assert any(cause in e for e in short[lost[0]]), short
+
+
+def test_an_infinite_loop_in_a_training_loop_is_stopped_by_the_stall_watchdog(tmp_path, run_grade, grader):
+    """Not by the 3,600 s ceiling: no optimizer step for [sandbox] stall_s ends the unit."""
+    spin = "            losses.append(loss.item())\n            if len(losses) == 12:\n                while True:\n                    pass\n"
+    folder = planted_copy(tmp_path / "spin", [("            losses.append(loss.item())\n    return losses", spin + "    return losses")])
+    result = run_grade(folder)
+    item = next(i for i in result.items if i.id == "ae_training")
+    stall = grader.a.sandbox.stall_s
+    assert item.points == 0 and item.status == "timeout", item.evidence
+    assert f"no optimizer step for {stall:.0f} s" in item.evidence[0]
+    assert result.runs["ae"]["seconds"] < stall + 60
+    assert result.runs["ae"]["time_limit_s"] < grader.a.sandbox.train_timeout_s
+
+
+def test_beta_tuning_is_not_credited_for_the_reference_vae_s_work(tmp_path, run_grade):
+    """A VAE that cannot run: the reference VAE trains at the student's (good) beta, so only the
+    choice of beta earns points and the item waits for an instructor."""
+    broken = [('        return {"q": q, "rec": self.decoder(z)}', '        raise RuntimeError("my VAE is broken")')]
+    result = run_grade(planted_copy(tmp_path / "broken-vae", broken))
+    item = next(i for i in result.items if i.id == "beta_tuning")
+    assert item.status == "needs_review" and any("reference VAE" in e for e in item.evidence), item.evidence
+    assert item.points < item.max_points
+    assert sum("not credited: the reference VAE stood in" in e for e in item.evidence) == 2  # samples, reconstructions

@@ -167,7 +167,7 @@ def run_check_b(mnist):
     from harness.checks.suite import CheckOptions, check_submission
 
     b = load_assignment("variant-b")
-    return lambda folder: check_submission(folder, b, mnist, [], CheckOptions())
+    return lambda folder: check_submission(folder, b, mnist, CheckOptions())
 
 
 @pytest.fixture(scope="module")

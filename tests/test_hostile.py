@@ -80,7 +80,7 @@ def test_memory_hog_is_stopped_at_the_cap_and_says_so(tmp_path, run_check):
     code = IN_SAMPLING["memory-hog-in-function"][0]
     folder = copy_example(tmp_path / "hog", [(SAMPLING_BODY, f"    {code}\n" + SAMPLING_BODY)])
     item = next(i for i in run_check(folder, timeout_s=30, memory_mb=MEMORY_MB).items if i.id == "ae_sampling")
-    assert "memory limit" in item.evidence[0]
+    assert f"the limit is {MEMORY_MB} MB" in item.evidence[0]
 
 
 def test_patching_torch_functions_changes_no_grade(tmp_path, run_check):
@@ -124,7 +124,10 @@ def test_processes_left_running_in_a_new_session_are_killed(tmp_path, run_check,
 
 
 def test_signals_to_the_parent_do_not_stop_the_harness(tmp_path, run_check, example_points):
-    kill = "import os as _os, signal as _sig\nfor _s in (_sig.SIGTERM, _sig.SIGINT, _sig.SIGKILL):\n    _os.kill(_os.getppid(), _s)\n"
+    kill = (
+        "import os as _os, signal as _sig\nfor _s in (_sig.SIGTERM, _sig.SIGINT, _sig.SIGKILL):\n"
+        "    try:\n        _os.kill(_os.getppid(), _s)\n    except OSError:\n        pass\n"
+    )
     result = run_check(copy_example(tmp_path / "signals", append=kill))
     assert points(result) == example_points
 
@@ -141,7 +144,7 @@ def test_rewriting_result_files_fails_and_the_results_stay_the_harness_s(tmp_pat
         "    try:\n        _f.write_text(_j.dumps({'total': 999}))\n    except OSError:\n        pass\n"
         f"    try:\n        (_p.Path({str(reports)!r}) / 'planted.json').write_text('x')\n    except OSError:\n        pass\n"
     )
-    result = run_check(copy_example(tmp_path / "vandal", append=vandal), protect=[reports])
+    result = run_check(copy_example(tmp_path / "vandal", append=vandal))
     assert (reports / "other" / "check.json").read_bytes() == before
     assert not (reports / "planted.json").exists()
     assert json.loads((reports / "vandal" / "check.json").read_text())["total"] == other.total

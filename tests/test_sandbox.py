@@ -51,9 +51,10 @@ def test_private_copy_skips_symlinks_and_hidden_files(tmp_path):
 
 
 def test_protections_say_what_is_in_force():
-    lines = protections().lines
-    assert any("timeout" in line for line in lines)
-    assert any(("no network" in line) or ("NOT in force: network" in line) for line in lines)
+    prot = protections()
+    assert any("time limit" in line for line in prot.lines)
+    assert any(("no network" in line) or ("NOT in force: network" in line) for line in prot.lines)
+    assert prot.full == (not prot.missing) and all(line.startswith("NOT in force") for line in prot.missing)
 
 
 def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monkeypatch, assignment):

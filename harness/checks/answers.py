@@ -8,6 +8,10 @@ is the item's points times the share of concepts covered, less the over-limit
 penalty. The scorer is confident about an answer that covers every concept within the limit
 (``pass``) and about an empty or off-topic one (``fail``: 0 points, with the reason); anything
 else keeps ``needs_review`` with the suggested score until an instructor confirms it.
+
+An answer that reads as a list of keywords rather than sentences (:func:`reads_as_keywords`)
+is never confident: it is ``needs_review``, its suggestion capped at KEYWORD_LIST_MAX_SHARE of
+the item, because matching synonyms cannot tell whether keywords make an explanation.
 """
 
 from __future__ import annotations
@@ -27,6 +31,18 @@ STOPWORDS = {"the", "and", "are", "for", "you", "your", "with", "this", "that", 
              "these", "those", "which", "about", "like", "same", "different", "look", "one", "all", "more", "much"}  # fmt: skip
 WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
 MARKDOWN = re.compile(r"[#*_>`|\[\]()!]")
+# Keyword lists. A piece is a line (list marker dropped) cut at , ; : and sentence ends; it is a
+# sentence when it has SENTENCE_MIN_WORDS words or a verb-like word, else a keyword piece.
+LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+", re.MULTILINE)
+PIECE_BREAK = re.compile(r"[,;:\n]|[.!?](?=\s|$)")
+SENTENCE_MIN_WORDS = 4
+VERB_LIKE = {"is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "do", "does", "did", "can",
+             "could", "will", "would", "should", "must", "may", "might", "because", "since", "so", "therefore",
+             "which", "when", "if", "while", "isn't", "aren't", "doesn't", "don't", "can't"}  # fmt: skip
+MIN_KEYWORD_PIECES = 3  # a keyword list has at least this many keyword pieces...
+MAX_SENTENCE_WORD_SHARE = 0.25  # ...and its sentences hold at most this share of its words
+KEYWORD_LIST_MAX_SHARE = 0.5  # the most a keyword list is suggested, as a share of the item
+KEYWORD_EVIDENCE = "the answer reads as a list of keywords, not sentences: a reader must judge it"
 
 
 @dataclass(frozen=True)
@@ -81,14 +97,40 @@ def assess(q: Question, text: str) -> AnswerReport:
     return AnswerReport(q.id, count_words(text), q.word_limit, found, missing, matches)
 
 
-def check_answer(a: Assignment, q: Question, answers: dict[str, str] | None) -> tuple[ItemResult | None, AnswerReport | None]:
+def answer_pieces(text: str) -> list[list[str]]:
+    """The answer's pieces as token lists: lines without list markers, cut at , ; : and sentence ends."""
+    pieces = (_tokens(piece) for piece in PIECE_BREAK.split(LIST_MARKER.sub("", text)))
+    return [p for p in pieces if p]
+
+
+def is_sentence(tokens: list[str]) -> bool:
+    return len(tokens) >= SENTENCE_MIN_WORDS or any(t.replace("’", "'") in VERB_LIKE for t in tokens)
+
+
+def reads_as_keywords(text: str) -> bool:
+    """Whether an answer is a list of keywords rather than sentences, by a simple heuristic (a
+    finite verb is not detectable without a parser): at least MIN_KEYWORD_PIECES short
+    verb-less pieces, and sentences hold at most MAX_SENTENCE_WORD_SHARE of the words. So
+    "- noise\n- arbitrary latent" is one, "Samples are blurry, grey, noisy and broken." is not."""
+    pieces = answer_pieces(text)
+    keywords = [p for p in pieces if not is_sentence(p)]
+    words = sum(len(p) for p in pieces)
+    sentence_words = words - sum(len(p) for p in keywords)
+    return len(keywords) >= MIN_KEYWORD_PIECES and sentence_words <= MAX_SENTENCE_WORD_SHARE * words
+
+
+def check_answer(
+    a: Assignment, q: Question, answers: dict[str, str] | None, unread: str = ""
+) -> tuple[ItemResult | None, AnswerReport | None]:
     """The answer item's suggested score and the coverage report; the item is None for a
-    question that earns no rubric item of its own (no ``rubric_item`` in the config)."""
+    question that earns no rubric item of its own (no ``rubric_item`` in the config).
+    ``answers`` is None when the file could not be read, ``unread`` says why."""
     if answers is None:
         if not q.rubric_item:
             return None, None
         item = a.item(q.rubric_item)
-        return ItemResult(item.id, item.title, 0.0, item.points, "fail", ["answers.md is missing"]), None
+        why = unread or f"{a.submission.answers} is missing"
+        return ItemResult(item.id, item.title, 0.0, item.points, "fail", [why]), None
     text = answers.get(q.id, "")
     report = assess(q, text)
     if not q.rubric_item:
@@ -114,6 +156,10 @@ def check_answer(a: Assignment, q: Question, answers: dict[str, str] | None) -> 
         penalty = a.answers.over_limit_penalty
         evidence.append(f"over the word limit by {report.words - q.word_limit} words: -{penalty:.0%} of the item")
     points = round_points(max(0.0, max_points * (share - penalty)), 0.5)
+    if reads_as_keywords(text):
+        points = min(points, round_points(max_points * KEYWORD_LIST_MAX_SHARE, 0.5))
+        evidence.append(f"{KEYWORD_EVIDENCE} (suggested at most {KEYWORD_LIST_MAX_SHARE:.0%} of the item)")
+        return ItemResult(q.rubric_item, title, points, max_points, "needs_review", evidence, report.to_json()), report
     if share >= 1 and not penalty:  # every concept, within the limit: confident (an override still wins)
         return ItemResult(q.rubric_item, title, points, max_points, "pass", evidence, report.to_json()), report
     evidence.append("suggested score: not every expected concept was found, so an instructor reviews it")

@@ -47,7 +47,7 @@ def probe_inputs(data: Mnist) -> dict[str, torch.Tensor]:
 
 
 def unit_failure(item_id: str, a: Assignment, outcome: UnitOutcome, what: str) -> ItemResult:
-    status = "timeout" if outcome.status == "timeout" else "error"
+    status = "timeout" if outcome.status in ("timeout", "stalled") else "error"
     evidence = [f"{what}: {outcome.describe()}"]
     if outcome.traceback:
         evidence.append("traceback (last lines):\n" + outcome.traceback)
@@ -70,7 +70,7 @@ def missing_name(a: Assignment, item_id: str, name: str, defined: list[str]) -> 
 
 
 def check_submission(
-    folder: Path, a: Assignment, data: Mnist, protect: list[Path] = (), options: CheckOptions = CheckOptions()
+    folder: Path, a: Assignment, data: Mnist, options: CheckOptions = CheckOptions()
 ) -> Result:
     started = time.perf_counter()
     sub = load_submission(folder, a)
@@ -78,7 +78,7 @@ def check_submission(
                     a.sandbox.output_cap_kb)  # fmt: skip
     timings: dict[str, float] = {}
     if sub.has_code:
-        with open_sandbox(sub, a, probe_inputs(data), list(protect)) as box:
+        with open_sandbox(sub, a, probe_inputs(data)) as box:
             items = code_items(box, a, limits, timings).items
     else:
         items = no_code_items(a)
@@ -115,10 +115,10 @@ def new_result(kind: str, sub: Submission, a: Assignment, profile: str, items: l
 
 def score_answers(a: Assignment, sub: Submission) -> tuple[dict[str, ItemResult], dict[str, dict]]:
     """Each question's item (by rubric item id) and its concept report (by question id)."""
-    answers = sub.answers if (sub.path / a.submission.answers).is_file() else None
+    answers = None if sub.answers_unread else sub.answers
     items, reports = {}, {}
     for q in a.questions:
-        item, report = check_answer(a, q, answers)
+        item, report = check_answer(a, q, answers, sub.answers_unread)
         text = (answers or {}).get(q.id, "")
         # the documents quote each question and answer from the result alone
         reports[q.id] = {"prompt": q.prompt, "text": text, "section": q.section,
@@ -163,12 +163,12 @@ class _NoSandbox:
         return 0
 
 
-def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor], protect: list[Path]):
+def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor]):
     """A sandbox for this submission (a context manager), or a stand-in whose units all fail
     with the reason when the machine cannot start one."""
     names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
     try:
-        return Sandbox(sub.path, a.source, a.submission.module, names, a.model.nz, inputs, protect)
+        return Sandbox(sub.path, a.source, a.submission.module, names, a.model.nz, inputs, a.sandbox.scratch_mb)
     except (SandboxError, OSError) as e:
         return _NoSandbox(str(e))
 

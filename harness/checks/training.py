@@ -264,11 +264,13 @@ def band_part(beta_ref: float, v: BetaVerdict) -> PartScore:
 
 def score_beta_tuning(
     a: Assignment, tuned_beta: float, m: RunMeasure | None, v: BetaVerdict,
-    factor: float | None, kl_reduction: str | None, note: str = "",
+    factor: float | None, kl_reduction: str | None, note: str = "", stand_in: bool = False,
 ) -> ItemResult:  # fmt: skip
     """Two questions: is the beta good (``in_band``, plus ``not_collapsed`` on the student's run),
     and does the student's run at that beta match the reference's run at the same beta
-    (``samples``, ``reconstructions``)."""
+    (``samples``, ``reconstructions``). With ``stand_in`` the reference VAE trained at the
+    student's beta: the beta is still judged, but the model's quality is the reference's work,
+    so those parts earn nothing and an instructor reviews the item."""
     g, item = a.grading, a.item("beta_tuning")
     head = convention_text(tuned_beta, factor, kl_reduction)
     if m is None:
@@ -292,6 +294,10 @@ def score_beta_tuning(
     recon = ratio_part("reconstructions", "test MSE", m.test_mse, ref.test_mse, g.mse_full_credit, g.mse_zero_credit)
     recon.evidence = recon.evidence.replace("reference", same, 1)
     parts.append(recon)
+    if stand_in:
+        for part in (samples, recon):
+            part.share = 0.0
+            part.evidence = f"not credited: the reference VAE stood in for yours, so this measures its work ({part.evidence})"
     metrics_ = {"run": m.to_json(), "beta": tuned_beta, "collapsed": collapsed, "beta_reference_convention": beta_ref,
                 "reference_beta": v.band.best, "band": [v.band.low, v.band.high], "band_provisional": v.provisional,
                 "reference_at_beta": ref.to_json()}  # fmt: skip
@@ -301,6 +307,10 @@ def score_beta_tuning(
         result.evidence.insert(1, note)
     if v.provisional:  # never a silent verdict: an instructor confirms it
         result.status = "needs_review"
+    if stand_in:
+        result.status = "needs_review"
+        result.evidence.insert(1, "needs review: your VAE could not run, so the reference VAE trained at your beta; "
+                                  "only the choice of beta is credited")  # fmt: skip
     return result
 
 

@@ -1,0 +1,165 @@
+"""What the sandbox stops, and what its isolation costs per unit.
+
+    HARNESS_DATA=<MNIST root> python benchmarks/isolation.py [--units 10] [--skip-cost]
+        [--harness PATH]
+
+**The hostile table.** Each hostile attempt is a copy of the example whose submission.py
+tries one thing at import and then raises ``RESULT: <what happened>``; the table is read
+back from the ``check.json`` that ``python -m harness check`` writes, so the same script
+measures any version of the harness: ``--harness PATH`` runs the checkout at PATH (for
+example a ``git worktree`` of an older commit) instead of this one. "blocked" means the
+attempt failed inside the sandbox and nothing changed outside it.
+
+**The cost.** The same submission's import unit run ``--units`` times, side by side in one
+run: in the full sandbox (namespaces, the deny-by-default root, a fresh /tmp per unit,
+leaving root) and with the supervisor told to skip the namespaces and the built root (what
+a machine without ``unshare`` gets). It prints the start-up time and the mean seconds per
+unit of each, and the difference per unit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret-of-another-student"
+
+# name: (code run at import; it sets `got` to what the attempt reached, "" when it was stopped)
+ATTEMPTS = {
+    "read /etc/shadow": "got = open('/etc/shadow').read(40)",
+    "list /root": "got = str([p for p in os.listdir('/root') if p != '.pyenv'])  # only the way to Python is expected",
+    "read the checkout's .git/config": "got = open({checkout!r} + '/.git/config').read(40)",
+    "read another submission": "got = open({other!r}).read(40)",
+    "read the cache": "got = str(os.listdir({cache!r}))",
+    "write .git/hooks/post-checkout": "open({checkout!r} + '/.git/hooks/post-checkout', 'w').write('x'); got = 'written'",
+    "write templates/": "open({checkout!r} + '/templates/planted.html', 'w').write('x'); got = 'written'",
+    "write reports/ beside --out": "open({out!r} + '/../planted.json', 'w').write('x'); got = 'written'",
+    "write the cache": "open({cache!r} + '/planted', 'w').write('x'); got = 'written'",
+    "write the host's /tmp": "open({host_tmp!r}, 'w').write('x'); got = 'written'",
+    "uid is 0": "got = 'uid 0' if os.getuid() == 0 else ''",
+    # 2 GB, not the test suite's 10 GB: on a harness without a capped /tmp it lands on the host's disk
+    "fill /tmp with 2 GB": (
+        "n = 0\nf = open('/tmp/fill', 'wb')\nfor _ in range(32):\n    f.write(bytes(64 << 20)); n += 64\n"
+        "got = f'{{n}} MB written'"
+    ),
+}
+WRITES = {
+    "write .git/hooks/post-checkout": "{checkout}/.git/hooks/post-checkout",
+    "write templates/": "{checkout}/templates/planted.html",
+    "write reports/ beside --out": "{out}/../planted.json",
+    "write the cache": "{cache}/planted",
+    "write the host's /tmp": "{host_tmp}",
+}
+
+
+def attempt_code(body: str) -> str:
+    indented = "\n".join("    " + line for line in body.splitlines())
+    return (
+        "import os\ngot = ''\ntry:\n" + indented + "\nexcept Exception:\n    got = 'stopped'\n"
+        "raise RuntimeError('RESULT: ' + got)\n"
+    )
+
+
+def hostile_table(harness: Path, work: Path, data: str) -> list[tuple[str, str]]:
+    """(attempt, outcome) for each attempt, run through `harness check` of the checkout at ``harness``."""
+    checkout, cache, other = harness, work / "cache", work / "other" / "answers.md"
+    cache.mkdir()
+    (cache / "entry.json").write_text("{}")
+    other.parent.mkdir()
+    other.write_text(SECRET)
+    rows = []
+    for name, body in ATTEMPTS.items():
+        sub, out = work / "subs" / name.replace(" ", "-").replace("/", "_"), work / "out"
+        host_tmp = f"/tmp/harness-bench-planted-{os.getpid()}"
+        where = {
+            "checkout": str(checkout),
+            "other": str(other),
+            "cache": str(cache),
+            "out": str(out),
+            "host_tmp": host_tmp,
+        }
+        shutil.copytree(ROOT / "submissions" / "example", sub)
+        with open(sub / "submission.py", "a") as f:
+            f.write("\n" + attempt_code(body.format(**where)))
+        env = {**os.environ, "HARNESS_DATA": data, "HARNESS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+        subprocess.run([sys.executable, "-m", "harness", "check", str(sub), "--out", str(out)], cwd=harness, env=env,
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+        try:
+            result = json.loads((out / sub.name / "check.json").read_text())
+            evidence = next(i for i in result["items"] if i["id"] == "ae_architecture")["evidence"][0]
+            got = evidence.split("RESULT: ", 1)[1].split("\n")[0] if "RESULT: " in evidence else evidence[:80]
+        except (OSError, ValueError, StopIteration):
+            got = "no result"
+        planted = WRITES.get(name, "").format(**where)
+        if planted and Path(planted).exists():
+            got = "written outside the sandbox"
+            Path(planted).unlink()
+        blocked = got in ("stopped", "", "[]")  # raised, nothing reached, or only the way to Python in /root
+        rows.append((name, "blocked" if blocked else f"GOT THROUGH: {got[:70]}"))
+    return rows
+
+
+def cost(units: int) -> list[tuple[str, float, float]]:
+    """(mode, first unit incl. start-up, mean per later unit) for the full sandbox and for none."""
+    import torch
+
+    from harness.assignment import load_assignment
+    from harness.sandbox import Limits, Sandbox
+
+    a = load_assignment(str(ROOT / "harness" / "assignments" / "variant-a.toml"))
+    names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
+    rows = []
+    for mode in ("full sandbox", "no namespaces"):
+        box = Sandbox(
+            ROOT / "submissions" / "example", a.source, a.submission.module, names, a.model.nz, {"x": torch.zeros(1)}
+        )
+        if mode == "no namespaces":
+            box.config.update(mount_ns=False)
+            box.prot = box.prot.__class__(False, box.prot.drop, box.prot.lines, box.prot.pdeathsig)
+        with box:
+            started = time.perf_counter()
+            first = box.run("u0", "import", Limits(120, 4000))
+            first_s = time.perf_counter() - started
+            started = time.perf_counter()
+            for i in range(units):
+                assert box.run(f"u{i + 1}", "import", Limits(120, 4000)).ok
+            rows.append((mode, first_s, (time.perf_counter() - started) / units))
+        assert first.ok, first.error
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--units", type=int, default=10)
+    p.add_argument("--harness", default=str(ROOT), help="checkout whose `harness check` runs the hostile table")
+    p.add_argument("--skip-cost", action="store_true")
+    args = p.parse_args()
+    data = os.environ.get("HARNESS_DATA", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = hostile_table(Path(args.harness).resolve(), Path(tmp), data)
+    print(f"hostile attempts through `harness check` of {args.harness}:")
+    print("| attempt | outcome |\n| --- | --- |")
+    for name, outcome in rows:
+        print(f"| {name} | {outcome} |")
+    print(f"blocked: {sum(o == 'blocked' for _, o in rows)} of {len(rows)}")
+    if not args.skip_cost:
+        rows = cost(args.units)
+        print(f"\nper-unit cost, {args.units} import units each, side by side:")
+        print("| mode | first unit (with start-up) s | per later unit s |\n| --- | --- | --- |")
+        for mode, first, per in rows:
+            print(f"| {mode} | {first:.2f} | {per:.3f} |")
+        print(
+            f"isolation costs {rows[0][2] - rows[1][2]:+.3f} s per unit and {rows[0][1] - rows[1][1]:+.2f} s at start"
+        )
+
+
+if __name__ == "__main__":
+    main()
