@@ -7,8 +7,9 @@
 tries one thing at import and then raises ``RESULT: <what happened>``; the table is read
 back from the ``check.json`` that ``python -m harness check`` writes, so the same script
 measures any version of the harness: ``--harness PATH`` runs the checkout at PATH (for
-example a ``git worktree`` of an older commit) instead of this one. "blocked" means the
-attempt failed inside the sandbox and nothing changed outside it.
+example a clone at an older commit) instead of this one. "blocked": the attempt failed
+inside the sandbox; "contained": a write succeeded only into the unit's own /tmp, and
+nothing changed outside.
 
 **The cost.** The same submission's import unit run ``--units`` times, side by side in one
 run: in the full sandbox (namespaces, the deny-by-default root, a fresh /tmp per unit,
@@ -100,10 +101,15 @@ def hostile_table(harness: Path, work: Path, data: str) -> list[tuple[str, str]]
             got = "no result"
         planted = WRITES.get(name, "").format(**where)
         if planted and Path(planted).exists():
-            got = "written outside the sandbox"
+            outcome = "GOT THROUGH: written outside the sandbox"
             Path(planted).unlink()
-        blocked = got in ("stopped", "", "[]")  # raised, nothing reached, or only the way to Python in /root
-        rows.append((name, "blocked" if blocked else f"GOT THROUGH: {got[:70]}"))
+        elif planted and got == "written":
+            outcome = "contained: written only into the unit's own /tmp"
+        elif got in ("stopped", "", "[]"):  # raised, nothing reached, or only the way to Python in /root
+            outcome = "blocked"
+        else:
+            outcome = f"GOT THROUGH: {got[:70]}"
+        rows.append((name, outcome))
     return rows
 
 
@@ -149,7 +155,7 @@ def main() -> None:
     print("| attempt | outcome |\n| --- | --- |")
     for name, outcome in rows:
         print(f"| {name} | {outcome} |")
-    print(f"blocked: {sum(o == 'blocked' for _, o in rows)} of {len(rows)}")
+    print(f"stopped: {sum(not o.startswith('GOT THROUGH') for _, o in rows)} of {len(rows)}")
     if not args.skip_cost:
         rows = cost(args.units)
         print(f"\nper-unit cost, {args.units} import units each, side by side:")

@@ -3,12 +3,15 @@
 A :class:`Sandbox` serves one submission. It copies the submission into a private
 scratch folder and starts a supervisor (``harness.sandbox_server``) with a clean
 environment, inside new network, PID and mount namespaces where ``unshare`` works
-on this machine. Each call to :meth:`Sandbox.run` is one unit of work (one check,
-one training run) in a fresh forked child with its own timeout, memory cap
-(proportional set size, which works with CUDA builds of torch, unlike
-``RLIMIT_AS``; pytorch#16558) and capped stdout/stderr. Every process a unit
-started is killed when it ends. :func:`protections` says which of these are in
-force here; results record it. See ``docs/sandbox.md``.
+on this machine, tied to the harness's life (``setpriv --pdeathsig``). The supervisor
+builds a deny-by-default root: a unit sees only the system's libraries, Python, the
+probe code and its own inputs, and writes only a fresh, capped /tmp, never as root.
+Each call to :meth:`Sandbox.run` is one unit of work (one check, one training run) in
+a fresh forked child with its own time limit, stall watchdog, memory cap (proportional
+set size, which works with CUDA builds of torch, unlike ``RLIMIT_AS``; pytorch#16558)
+and capped stdout/stderr. Every process a unit started is killed when it ends.
+:func:`protections` says which of these are in force here; results record it. See
+``docs/sandbox.md``.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def _unshare_prefix() -> list[str]:
     return ["unshare", "--kill-child", flags, "--mount-proc"]
 
 
-def _boot(extra: str = "") -> str:
+def _boot() -> str:
     root = str(Path(harness.__file__).resolve().parent.parent)
     return f"import sys; sys.path.insert(0, {root!r}); from harness.sandbox_server import main; main()"
 

@@ -147,16 +147,26 @@ def test_hostile_reads_and_writes_all_fail_and_nothing_leaks(untouched, tmp_path
         assert not Path(path).exists() or Path(path).is_relative_to(untouched["other result"]), path  # that one: hashed
 
 
+def run_units(assignment, folder: Path, code: str, units: int, assignment_path: str | None = None, **sandbox):
+    """``code`` as a submission.py, imported by ``units`` units in one sandbox: their outcomes and
+    the files of the sandbox's copy of the submission afterwards (units must not change it)."""
+    (folder / "sub").mkdir()
+    (folder / "sub" / "submission.py").write_text(code)
+    source = assignment_path or assignment.source
+    with Sandbox(folder / "sub", source, "submission.py", {}, 64, {"x": torch.zeros(1)}, **sandbox) as box:
+        outcomes = [box.run(f"u{i}", "import", Limits(60, 3000)) for i in range(units)]
+        copy = sorted(p.name for p in (box.scratch / "work").iterdir())
+    return outcomes, copy
+
+
 def test_student_code_never_runs_as_root_and_sees_only_its_view(assignment, tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "submission.py").write_text(
+    code = (
         "import os, json\nopen('written-in-cwd.txt', 'w').write('x')\n"
         "print('VIEW' + json.dumps({'uid': os.getuid(), 'euid': os.geteuid(), 'root': sorted(os.listdir('/')),"
         " 'home': os.environ['HOME'], 'cwd': os.getcwd(), 'cwd_files': sorted(os.listdir('.'))}))\n"
     )
-    with Sandbox(tmp_path / "sub", assignment.source, "submission.py", {}, 64, {"x": torch.zeros(1)}) as box:
-        outcomes = [box.run(unit, "import", Limits(60, 3000)) for unit in ("import", "again")]
-        assert not (box.scratch / "work" / "written-in-cwd.txt").exists()  # the unit's writes stay in its tmpfs
+    outcomes, copy = run_units(assignment, tmp_path, code, 2)
+    assert copy == ["submission.py"]  # the unit's writes stay in its own /tmp
     for o in outcomes:
         assert o.ok, (o.error, o.stderr)
         view = json.loads(o.stdout.split("VIEW", 1)[1])
@@ -168,14 +178,12 @@ def test_student_code_never_runs_as_root_and_sees_only_its_view(assignment, tmp_
 
 
 def test_a_unit_s_tmp_is_fresh_and_capped(assignment, tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "submission.py").write_text(
+    code = (
         "import os\nleft = os.path.exists('/tmp/left-by-earlier-unit')\nopen('/tmp/left-by-earlier-unit', 'w').write('x')\n"
         "n = 0\ntry:\n    with open('/tmp/big', 'wb') as f:\n        while True:\n            f.write(bytes(16 << 20)); n += 16\n"
         "except OSError as e:\n    print('FULL', n, left, e.errno)\n"
     )
-    with Sandbox(tmp_path / "sub", assignment.source, "submission.py", {}, 64, {"x": torch.zeros(1)}, tmp_mb=64) as box:
-        outcomes = [box.run(f"u{i}", "import", Limits(60, 3000)) for i in range(2)]
+    outcomes, _ = run_units(assignment, tmp_path, code, 2, tmp_mb=64)
     for o in outcomes:
         assert o.ok, o.error
         _, filled, left, errno = o.stdout.split()
@@ -252,6 +260,24 @@ print("RESULT" + json.dumps({{"drop": p.drop, "missing": p.missing, "status": o.
 """
 
 
+def reachable_for_others(paths: list[Path], base: Path) -> str:
+    """Shell steps, for a private mount namespace, that let another user reach ``paths`` where a
+    folder on the way is closed to others (a 700 /root holding Python, tox's 700 .tox): a tmpfs
+    over that folder holding only the way to each path, bound back from a copy of the mount."""
+    groups: dict[Path, list[Path]] = {}
+    for path in (p.resolve() for p in paths):
+        closed = next((a for a in [*reversed(path.parents), path] if not os.stat(a).st_mode & 0o001), None)
+        if closed is not None:
+            groups.setdefault(closed, []).append(path)
+    steps = []
+    for i, (closed, inside) in enumerate(groups.items()):
+        stash = base / f"stash-{i}"
+        stash.mkdir()
+        steps.append(f"mount --bind {closed} {stash} && mount -t tmpfs -o mode=755 tmpfs {closed}")
+        steps += [f"mkdir -p {p} && mount --bind {stash / p.relative_to(closed)} {p}" for p in inside]
+    return "".join(step + " && " for step in steps)
+
+
 def test_as_a_normal_user_student_code_runs_as_nobody_in_a_user_namespace(assignment):
     """The harness run by uid 65534 (root plays a normal user: Python's folder made reachable in
     a private mount namespace, then setpriv): unshare -r gives the sandbox a user namespace and
@@ -261,12 +287,10 @@ def test_as_a_normal_user_student_code_runs_as_nobody_in_a_user_namespace(assign
 
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to play a normal user (as a normal user, the other tests are this case)")
-    prefix = Path(sys.base_prefix).resolve()
-    blocked = next((p for p in [*reversed(prefix.parents), prefix] if not os.stat(p).st_mode & 0o001), None)
     base = Path(tempfile.mkdtemp(prefix="harness-normal-user-"))
     try:
         base.chmod(0o755)
-        for d in ("sub", "tmp", "home", "py"):
+        for d in ("sub", "tmp", "home"):
             (base / d).mkdir()
         (base / "tmp").chmod(0o1777)
         os.chown(base / "home", 65534, 65534)
@@ -277,11 +301,7 @@ def test_as_a_normal_user_student_code_runs_as_nobody_in_a_user_namespace(assign
         script = AS_NORMAL_USER.format(root=str(ROOT), sub=str(base / "sub"), assignment=assignment.source)
         (base / "run.py").write_text(script)
         (base / "run.py").chmod(0o644)
-        reach = ""
-        if blocked is not None:  # a tmpfs over the closed folder, holding only the way to Python
-            inner = prefix.relative_to(blocked)
-            reach = (f"mount --bind {blocked} {base}/py && mount -t tmpfs -o mode=755 tmpfs {blocked} && "
-                     f"mkdir -p {blocked / inner} && mount --bind {base}/py/{inner} {blocked / inner} && ")  # fmt: skip
+        reach = reachable_for_others([Path(sys.base_prefix), Path(sys.prefix), ROOT], base)
         drop = "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all"
         env = f"env -i PATH=/usr/bin:/bin HOME={base}/home TMPDIR={base}/tmp"
         done = subprocess.run(["unshare", "-m", "sh", "-c", f"{reach}exec {drop} {env} {sys.executable} {base}/run.py"],
@@ -308,10 +328,8 @@ def test_an_assignment_file_under_tmp_stays_visible_under_each_fresh_tmp(assignm
         copy = folder / "assignment.toml"
         copy.write_bytes(Path(assignment.source).read_bytes())
         copy.chmod(0o644)
-        (tmp_path / "sub").mkdir()
-        (tmp_path / "sub" / "submission.py").write_text(f"print('SEEN', open({str(copy)!r}).readline().strip())\n")
-        with Sandbox(tmp_path / "sub", str(copy), "submission.py", {}, 64, {"x": torch.zeros(1)}) as box:
-            outcomes = [box.run(f"u{i}", "import", Limits(60, 3000)) for i in range(2)]
+        code = f"print('SEEN', open({str(copy)!r}).readline().strip())\n"
+        outcomes, _ = run_units(assignment, tmp_path, code, 2, assignment_path=str(copy))
         for o in outcomes:
             assert o.ok and "SEEN" in o.stdout, (o.error, o.stderr)
             assert o.stdout.split("SEEN", 1)[1].strip() == copy.read_text().splitlines()[0].strip()
