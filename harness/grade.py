@@ -24,7 +24,7 @@ import dataclasses
 import math
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,28 +35,13 @@ from harness.assignment import Assignment, Profile
 from harness.beta_band import BetaBand
 from harness.checks import training
 from harness.checks.suite import (
-    TRAINED_ITEMS,
-    CheckOptions,
-    CodeOutcome,
-    code_items,
-    missing_name,
-    new_result,
-    no_code_items,
-    open_sandbox,
-    probe_inputs,
-    score_answers,
-    scored,
-    unit_failure,
+    TRAINED_ITEMS, CheckOptions, CodeOutcome, code_items, missing_name, new_result, no_code_items, open_sandbox,
+    probe_inputs, score_answers, scored, unit_failure,
 )  # fmt: skip
 from harness.data import Mnist, pair_images, subset
 from harness.progress import Progress
 from harness.reference import (
-    PRIOR_SEED_OFFSET,
-    ReferenceResult,
-    RunRecord,
-    load_model,
-    load_or_train_classifier,
-    reference_at_beta,
+    PRIOR_SEED_OFFSET, ReferenceResult, RunRecord, load_model, load_or_train_classifier, reference_at_beta,
 )  # fmt: skip
 from harness.result import Result
 from harness.rubric import ItemResult, failed
@@ -270,12 +255,12 @@ def training_limits(base: Limits, a: Assignment, reference_s: float | None, expl
     s = a.sandbox
     stall = s.stall_s if student_loop else 0.0
     if explicit_s:
-        return replace(base, timeout_s=explicit_s, stall_s=stall, why="set by --train-timeout")
+        return dataclasses.replace(base, timeout_s=explicit_s, stall_s=stall, why="set by --train-timeout")
     if not reference_s:
-        return replace(base, timeout_s=s.train_timeout_s, stall_s=stall, why="the assignment's train_timeout_s")
+        return dataclasses.replace(base, timeout_s=s.train_timeout_s, stall_s=stall, why="the assignment's train_timeout_s")
     limit = min(s.train_timeout_s, max(s.train_floor_s, s.train_time_multiple * reference_s))
     why = f"{s.train_time_multiple:g} x the reference's {reference_s:.0f} s for this run, at least {s.train_floor_s:.0f} s"
-    return replace(base, timeout_s=round(limit), stall_s=stall, why=why)
+    return dataclasses.replace(base, timeout_s=round(limit), stall_s=stall, why=why)
 
 
 def run_record(role: str, args: dict, o: UnitOutcome, m: training.RunMeasure | None = None) -> dict:

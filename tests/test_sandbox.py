@@ -80,3 +80,21 @@ def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monke
     assert outcome.ok and "saw_secret" not in outcome.value["defined"]
     if protections().namespaces:
         assert "reached_network" not in outcome.value["defined"]
+
+
+def test_training_limits_scale_with_the_reference_between_floor_and_ceiling(assignment):
+    from harness.grade import training_limits
+    from harness.sandbox import Limits
+
+    s, base = assignment.sandbox, Limits(1.0, 3000)
+    fast = training_limits(base, assignment, 5.0, None, student_loop=True)
+    assert fast.timeout_s == s.train_floor_s and fast.stall_s == s.stall_s  # 10 x 5 s is under the floor
+    mid = training_limits(base, assignment, 30.0, None, student_loop=True)
+    assert mid.timeout_s == round(s.train_time_multiple * 30.0) and "reference's 30 s" in mid.why
+    assert training_limits(base, assignment, 1e6, None, student_loop=True).timeout_s == s.train_timeout_s
+    assert training_limits(base, assignment, None, None, student_loop=True).timeout_s == s.train_timeout_s
+    explicit = training_limits(base, assignment, 30.0, 45.0, student_loop=True)
+    assert explicit.timeout_s == 45.0 and explicit.why == "set by --train-timeout"
+    assert (
+        training_limits(base, assignment, 30.0, None, student_loop=False).stall_s == 0
+    )  # the harness's loop reports no steps
