@@ -8,9 +8,9 @@ fresh output folder, with the reference and grader built once before (not timed)
 
     1 worker  x 1 thread     one submission at a time, each training unit on 1 core
     1 worker  x 2 threads    one at a time, units on both cores
-    2 workers x 1 thread     two at a time in this process (harness.batch's thread pool)
+    2 workers x 1 thread     two at a time in this process (harness.course.batch's thread pool)
     Dask 2 x 1 thread        a 2-worker LocalCluster on loopback, started as `grade --dask`
-                             starts it (harness.cluster.connect)
+                             starts it (harness.course.cluster.connect)
 
 The ways are interleaved: each round runs all four, and every second round runs them in the
 reverse order, so with an even number of rounds every way has the same mean position in the
@@ -43,12 +43,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.assignment import load_assignment  # noqa: E402
-from harness.batch import BatchOptions, grade_batch  # noqa: E402
-from harness.cache import cache_root  # noqa: E402
-from harness.data import load_mnist  # noqa: E402
-from harness.grade import GradeOptions, make_grader  # noqa: E402
-from harness.reference import build_reference  # noqa: E402
+from harness.config.assignment import load_assignment  # noqa: E402
+from harness.course.batch import BatchOptions, grade_batch  # noqa: E402
+from harness.grading.grade import GradeOptions, make_grader  # noqa: E402
+from harness.ml.data import load_mnist  # noqa: E402
+from harness.reference.build import build_reference  # noqa: E402
+from harness.reference.cache import cache_root  # noqa: E402
 
 
 def course(tmp: Path, n: int) -> Path:
@@ -71,7 +71,7 @@ def timed_batch(root: Path, grader, out: Path, options: BatchOptions, runner=Non
 def dask_batch(root: Path, grader, cache: Path, out: Path, options: BatchOptions) -> tuple[float, pd.DataFrame, float]:
     """The batch on a fresh LocalCluster, as ``grade --dask`` runs it; also returns the seconds
     spent starting the cluster and building the workers' graders."""
-    from harness.cluster import DaskRunner, connect, grading_kit
+    from harness.course.cluster import DaskRunner, connect, grading_kit
 
     started = time.perf_counter()
     client, cluster = connect(None, options.workers)
@@ -100,15 +100,25 @@ def main() -> int:
     device = torch.device("cpu")
     ref = build_reference(a, profile, data, device, cache, quiet=True)
     grader = make_grader(a, profile, data, ref, cache, device)
-    print(f"{args.submissions} copies of the example, profile {profile.name}, {cores} cores, reports "
-          f"{'off' if args.no_report else 'on'}")  # fmt: skip
+    print(
+        f"{args.submissions} copies of the example, profile {profile.name}, {cores} cores, reports "
+        f"{'off' if args.no_report else 'on'}"
+    )
 
     def options(workers: int, threads: int) -> BatchOptions:
-        return BatchOptions(workers=workers, render=not args.no_report, quiet=True,
-                            grade=replace(GradeOptions(), threads=threads, quiet=True))  # fmt: skip
+        return BatchOptions(
+            workers=workers,
+            render=not args.no_report,
+            quiet=True,
+            grade=replace(GradeOptions(), threads=threads, quiet=True),
+        )
 
-    ways = [("1 worker x 1 thread", 1, 1), ("1 worker x 2 threads", 1, 2), ("2 workers x 1 thread", 2, 1),
-            ("Dask 2 x 1 thread", 2, 1)]  # fmt: skip
+    ways = [
+        ("1 worker x 1 thread", 1, 1),
+        ("1 worker x 2 threads", 1, 2),
+        ("2 workers x 1 thread", 2, 1),
+        ("Dask 2 x 1 thread", 2, 1),
+    ]
     times: dict[str, list[float]] = {label: [] for label, _, _ in ways}
     totals: dict[str, list[list[float]]] = {label: [] for label, _, _ in ways}
     start_ups: list[float] = []
@@ -122,8 +132,11 @@ def main() -> int:
                 if label.startswith("Dask"):
                     seconds, table, start_up = dask_batch(root, grader, cache, out, options(workers, threads))
                     start_ups.append(start_up)
-                    print(f"  {label}: {seconds:.1f} s (+ {start_up:.1f} s to start the cluster and build the "
-                          f"workers' graders)", flush=True)  # fmt: skip
+                    print(
+                        f"  {label}: {seconds:.1f} s (+ {start_up:.1f} s to start the cluster and build the "
+                        f"workers' graders)",
+                        flush=True,
+                    )
                 else:
                     seconds, table = timed_batch(root, grader, out, options(workers, threads))
                     print(f"  {label}: {seconds:.1f} s", flush=True)
@@ -137,11 +150,15 @@ def main() -> int:
         print(f"{label:<24}{seconds:>10.1f}{3600 * args.submissions / seconds:>11.1f}{base / seconds:>8.2f}x")
     print(f"Dask cluster start and grader build: {statistics.fmean(start_ups):.1f} s (not in the figures above)")
     pool, both, dask = (mean[k] for k in ("2 workers x 1 thread", "1 worker x 2 threads", "Dask 2 x 1 thread"))
-    print(f"\n2 workers vs 1 worker x 1 thread: {base / pool:.2f}x (target >= 1.7; parallel efficiency "
-          f"{base / pool / 2:.0%}, target >= 85%)")  # fmt: skip
+    print(
+        f"\n2 workers vs 1 worker x 1 thread: {base / pool:.2f}x (target >= 1.7; parallel efficiency "
+        f"{base / pool / 2:.0%}, target >= 85%)"
+    )
     print(f"2 workers vs 1 worker x 2 threads: {both / pool:.2f}x (target >= 1.0)")
-    print(f"Dask LocalCluster vs local pool: {dask / pool:.2f}x the time (target within 10%: 0.90-1.10); "
-          f"by round: {', '.join(f'{d / p:.2f}x' for d, p in zip(times['Dask 2 x 1 thread'], times['2 workers x 1 thread']))}")
+    print(
+        f"Dask LocalCluster vs local pool: {dask / pool:.2f}x the time (target within 10%: 0.90-1.10); "
+        f"by round: {', '.join(f'{d / p:.2f}x' for d, p in zip(times['Dask 2 x 1 thread'], times['2 workers x 1 thread'], strict=False))}"
+    )
     seen = {tuple(t) for runs in totals.values() for t in runs}
     print(f"totals agree across ways and rounds: {'yes' if len(seen) == 1 else 'NO'} {sorted(seen)[0]}")
     return 0 if len(seen) == 1 else 1

@@ -24,13 +24,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.assignment import load_assignment  # noqa: E402
-from harness.beta_band import ensure_band  # noqa: E402
-from harness.cache import cache_root  # noqa: E402
-from harness.data import load_mnist  # noqa: E402
-from harness.grade import GradeOptions, grade_submission, make_grader  # noqa: E402
-from harness.reference import build_reference  # noqa: E402
-from harness.training import resolve_device  # noqa: E402
+from harness.config.assignment import load_assignment  # noqa: E402
+from harness.grading.grade import GradeOptions, grade_submission, make_grader  # noqa: E402
+from harness.ml.data import load_mnist  # noqa: E402
+from harness.ml.training import resolve_device  # noqa: E402
+from harness.reference.beta_band import ensure_band  # noqa: E402
+from harness.reference.build import build_reference  # noqa: E402
+from harness.reference.cache import cache_root  # noqa: E402
 
 
 def with_beta(tmp: Path, beta: float) -> Path:

@@ -28,12 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.assignment import load_assignment  # noqa: E402
-from harness.cache import cache_root  # noqa: E402
-from harness.data import load_mnist  # noqa: E402
-from harness.grade import GradeOptions, grade_submission, make_grader  # noqa: E402
-from harness.reference import build_reference  # noqa: E402
-from harness.training import resolve_device  # noqa: E402
+from harness.config.assignment import load_assignment  # noqa: E402
+from harness.grading.grade import GradeOptions, grade_submission, make_grader  # noqa: E402
+from harness.ml.data import load_mnist  # noqa: E402
+from harness.ml.training import resolve_device  # noqa: E402
+from harness.reference.build import build_reference  # noqa: E402
+from harness.reference.cache import cache_root  # noqa: E402
 
 
 def suites(tmp: Path) -> dict[str, Path]:
@@ -59,7 +59,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profiles", default="smoke,quick")
     p.add_argument("--agreement", default="", help="two profiles, e.g. quick,full")
-    p.add_argument("--suites", default="", help="only submissions whose label starts with one of these (e.g. example,grade)")
+    p.add_argument(
+        "--suites", default="", help="only submissions whose label starts with one of these (e.g. example,grade)"
+    )
     p.add_argument("--assignment", default="variant-a")
     p.add_argument("--device", default="auto")
     p.add_argument("--cache")
@@ -72,7 +74,9 @@ def main() -> int:
     example = ROOT / "submissions" / "example"
     graders = {}
     print(f"device {device}, {torch.get_num_threads()} torch threads, data {data.source.root}")
-    print(f"{'profile':<8}{'reference (s)':>15}{'grade (s)':>11}{'training (s)':>14}{'points':>9}{'harness RSS (MB)':>18}{'unit PSS (MB)':>15}")
+    print(
+        f"{'profile':<8}{'reference (s)':>15}{'grade (s)':>11}{'training (s)':>14}{'points':>9}{'harness RSS (MB)':>18}{'unit PSS (MB)':>15}"
+    )
     for name in [n for n in args.profiles.split(",") if n]:
         profile = a.profile(name)
         t0 = time.perf_counter()
@@ -86,22 +90,38 @@ def main() -> int:
         unit_peak = max((v for k, v in result.timings.items() if k.startswith("peak_mb:")), default=0.0)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         cached = " (cached)" if ref.from_cache else ""
-        print(f"{name:<8}{ref_s:>9.1f}{cached:<6}{grade_s:>11.1f}{train_s:>14.1f}{result.total:>5g}/{result.max_total:<3g}"
-              f"{rss:>18.0f}{unit_peak:>15.0f}")  # fmt: skip
+        print(
+            f"{name:<8}{ref_s:>9.1f}{cached:<6}{grade_s:>11.1f}{train_s:>14.1f}{result.total:>5g}/{result.max_total:<3g}"
+            f"{rss:>18.0f}{unit_peak:>15.0f}"
+        )
 
     if args.agreement:
         first, second = args.agreement.split(",")
         for n in (first, second):
             if n not in graders:
-                graders[n] = make_grader(a, a.profile(n), data, build_reference(a, a.profile(n), data, device, cache, quiet=True), cache, device)
+                graders[n] = make_grader(
+                    a,
+                    a.profile(n),
+                    data,
+                    build_reference(a, a.profile(n), data, device, cache, quiet=True),
+                    cache,
+                    device,
+                )
         same = total = 0
         with tempfile.TemporaryDirectory() as tmp:
             wanted = tuple(s for s in args.suites.split(",") if s)
             for label, folder in suites(Path(tmp)).items():
                 if wanted and not label.startswith(wanted):
                     continue
-                points = [{i.id: i.points for i in grade_submission(folder, graders[n], GradeOptions(device=str(device), quiet=True)).items}
-                          for n in (first, second)]  # fmt: skip
+                points = [
+                    {
+                        i.id: i.points
+                        for i in grade_submission(
+                            folder, graders[n], GradeOptions(device=str(device), quiet=True)
+                        ).items
+                    }
+                    for n in (first, second)
+                ]
                 differ = [k for k in points[0] if points[0][k] != points[1].get(k)]
                 same += len(points[0]) - len(differ)
                 total += len(points[0])

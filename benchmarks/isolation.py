@@ -91,8 +91,14 @@ def hostile_table(harness: Path, work: Path, data: str) -> list[tuple[str, str]]
         with open(sub / "submission.py", "a") as f:
             f.write("\n" + attempt_code(body.format(**where)))
         env = {**os.environ, "HARNESS_DATA": data, "HARNESS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
-        subprocess.run([sys.executable, "-m", "harness", "check", str(sub), "--out", str(out)], cwd=harness, env=env,
-                       capture_output=True, text=True, timeout=600)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "harness", "check", str(sub), "--out", str(out)],
+            cwd=harness,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         try:
             result = json.loads((out / sub.name / "check.json").read_text())
             evidence = next(i for i in result["items"] if i["id"] == "ae_architecture")["evidence"][0]
@@ -117,8 +123,8 @@ def cost(units: int) -> list[tuple[str, float, float]]:
     """(mode, first unit incl. start-up, mean per later unit) for the full sandbox and for none."""
     import torch
 
-    from harness.assignment import load_assignment
-    from harness.sandbox import Limits, Sandbox
+    from harness.config.assignment import load_assignment
+    from harness.sandbox.host import Limits, Sandbox
 
     a = load_assignment(str(ROOT / "harness" / "assignments" / "variant-a.toml"))
     names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.render import documents_in, render_folder, render_here  # noqa: E402
+from harness.documents.render import documents_in, render_folder, render_here  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -42,7 +42,9 @@ def main() -> None:
         shutil.copytree(args.folder, folder, ignore=shutil.ignore_patterns("*.html", "*.pdf"))
         documents = documents_in(folder)
         print(f"folder {args.folder}, documents {', '.join(documents)}, {args.repeat} renders each\n")
-        print(f"{'document':<10}{'HTML s':>9}{'PDF s':>9}{'total s':>9}{'peak MB':>10}{'PDF/HTML':>10}{'HTML KB':>9}{'PDF KB':>9}")
+        print(
+            f"{'document':<10}{'HTML s':>9}{'PDF s':>9}{'total s':>9}{'peak MB':>10}{'PDF/HTML':>10}{'HTML KB':>9}{'PDF KB':>9}"
+        )
         for document in documents:
             runs = []
             for _ in range(args.repeat):
@@ -51,9 +53,11 @@ def main() -> None:
                 if r.error:
                     raise SystemExit(f"{document}: {r.error}")
                 runs.append((r.html_seconds, r.pdf_seconds, time.perf_counter() - started, r.peak_mb))
-            html_s, pdf_s, total_s, peak = (statistics.median(c) for c in zip(*runs))
-            print(f"{document:<10}{html_s:>9.2f}{pdf_s:>9.2f}{total_s:>9.2f}{peak:>10.0f}{pdf_s / html_s:>10.2f}"
-                  f"{r.html.stat().st_size / 1024:>9.0f}{r.pdf.stat().st_size / 1024:>9.0f}")
+            html_s, pdf_s, total_s, peak = (statistics.median(c) for c in zip(*runs, strict=False))
+            print(
+                f"{document:<10}{html_s:>9.2f}{pdf_s:>9.2f}{total_s:>9.2f}{peak:>10.0f}{pdf_s / html_s:>10.2f}"
+                f"{r.html.stat().st_size / 1024:>9.0f}{r.pdf.stat().st_size / 1024:>9.0f}"
+            )
         print("\n(total: the child process's whole life, including Python start-up and imports)")
 
         print("\nin this process instead, rendering one after another (resident memory after each):")
@@ -61,7 +65,9 @@ def main() -> None:
         for i in range(args.repeat):
             for document in documents:
                 render_here(folder, document)
-            print(f"  round {i + 1}: {rss_mb():.0f} MB (+{rss_mb() - before:.0f} MB over this process before rendering)")
+            print(
+                f"  round {i + 1}: {rss_mb():.0f} MB (+{rss_mb() - before:.0f} MB over this process before rendering)"
+            )
 
 
 if __name__ == "__main__":

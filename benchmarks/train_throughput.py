@@ -3,8 +3,8 @@
 What it measures
 ----------------
 Both loops train the plain auto-encoder of the assignment
-(``harness.models.AutoEncoder``; loop (a) gets the copy with torch's own layers,
-``harness.gemm_conv.torch_layers``, as a student would write it) from the *same*
+(``harness.ml.models.AutoEncoder``; loop (a) gets the copy with torch's own layers,
+``harness.ml.gemm_conv.torch_layers``, as a student would write it) from the *same*
 initial weights (``torch.manual_seed(seed)`` right before each model is built) on the
 *same* training images, with Adam (lr 1e-3), MSE loss and mini-batches of 64:
 
@@ -12,8 +12,8 @@ initial weights (``torch.manual_seed(seed)`` right before each model is built) o
     transform=ToTensor())`` read through ``DataLoader(batch_size=64, shuffle=True,
     num_workers=4)`` and the textbook step ``opt.zero_grad(); loss =
     F.mse_loss(model(x), x); loss.backward(); opt.step()``;
-(b) the harness's loop: ``harness.training.train(model, images, TrainConfig(...),
-    device, quiet=True)`` on the in-memory tensors of ``harness.data.load_mnist``.
+(b) the harness's loop: ``harness.ml.training.train(model, images, TrainConfig(...),
+    device, quiet=True)`` on the in-memory tensors of ``harness.ml.data.load_mnist``.
 
 Each loop gets a short untimed warm-up on a throwaway model first (first-call
 kernel selection, allocator, page cache). The timed figure is the wall time of
@@ -45,7 +45,7 @@ From the repository root, without installing the package::
 
 The MNIST root (a torchvision MNIST root: ``DIR/MNIST/raw/``) comes from
 ``--data``, else the environment variable ``HARNESS_DATA``, else the harness's
-per-user cache (see ``harness/data.py``). ``--images N`` trains on a fixed
+per-user cache (see ``harness/ml/data.py``). ``--images N`` trains on a fixed
 subset of N training images (default: all of them); the default is three epochs,
 so that the two loops' losses are compared after the steep first epoch, where
 the shuffle order alone moves the test MSE by about 5 %. It takes about a
@@ -56,8 +56,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -70,16 +70,16 @@ except ImportError:  # run from a checkout without installing
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch.utils.data import DataLoader, Subset
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.assignment import DEFAULT_ASSIGNMENT, load_assignment
-from harness.data import load_mnist, resolve_source
-from harness.gemm_conv import torch_layers
-from harness.metrics import test_mse
-from harness.models import AutoEncoder
-from harness.training import TrainConfig, resolve_device, train
+from harness.config.assignment import DEFAULT_ASSIGNMENT, load_assignment
+from harness.ml.data import load_mnist, resolve_source
+from harness.ml.gemm_conv import torch_layers
+from harness.ml.metrics import test_mse
+from harness.ml.models import AutoEncoder
+from harness.ml.training import TrainConfig, resolve_device, train
 
 TARGET_RATIO = 1.3
 TARGET_LOSS_PCT = 5.0
@@ -88,8 +88,12 @@ LAST = 20  # final loss = mean of the last LAST iteration losses
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=None, help="MNIST root (torchvision layout); default: $HARNESS_DATA, else the user cache")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", default=None, help="MNIST root (torchvision layout); default: $HARNESS_DATA, else the user cache"
+    )
     p.add_argument("--images", type=int, default=0, help="train on a fixed subset of N training images (0 = all)")
     p.add_argument("--epochs", type=int, default=3, help="epochs over those images (default 3)")
     p.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment name or TOML path")
@@ -155,8 +159,9 @@ def matmul_floor(assignment, batch_size: int, device: torch.device, repeats: int
     x = torch.rand(batch_size, 1, assignment.data.image_size, assignment.data.image_size, device=device)
     with Record():
         F.mse_loss(model(x), x).backward()
+
     def like(size, stride):  # a fresh tensor with the recorded layout (transposed views stay transposed)
-        span = 1 + sum((n - 1) * st for n, st in zip(size, stride))
+        span = 1 + sum((n - 1) * st for n, st in zip(size, stride, strict=False))
         return torch.randn(span, device=device).as_strided(size, stride)
 
     replay = [(f, [like(*operand) for operand in operands]) for f, operands in calls]
@@ -244,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     model_a = torch_layers(AutoEncoder(assignment))  # the handout's model: torch.nn's own layers
     torch.manual_seed(seed)
     model_b = AutoEncoder(assignment)
-    same_init = all(torch.equal(p, q) for p, q in zip(model_a.state_dict().values(), model_b.state_dict().values()))
+    same_init = all(
+        torch.equal(p, q) for p, q in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=False)
+    )
 
     # ---- (a) the handout's loop: warm-up on a throwaway model, then one timed run
     warm_loader = handout_loader(dataset, bs, args.workers)
@@ -285,35 +292,53 @@ def main(argv: list[str] | None = None) -> int:
 
     w = 78
     print("=" * w)
-    print("Training throughput: (a) handout DataLoader loop vs (b) harness.training.train")
+    print("Training throughput: (a) handout DataLoader loop vs (b) harness.ml.training.train")
     print("=" * w)
-    print(f"torch {torch.__version__} | torchvision {torchvision.__version__} | device {device} | threads {threads} | "
-          f"load avg (1 min) before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__} | torchvision {torchvision.__version__} | device {device} | threads {threads} | "
+        f"load avg (1 min) before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f}"
+    )
     print(f"assignment {assignment.meta.id} ({args.assignment}) | AutoEncoder nz={assignment.model.nz} | seed {seed}")
-    print(f"{n} train images x {args.epochs} epoch(s), batch {bs}, Adam lr {args.lr:g}, MSE | "
-          f"(a) num_workers={args.workers} on {os.cpu_count()} cores")
+    print(
+        f"{n} train images x {args.epochs} epoch(s), batch {bs}, Adam lr {args.lr:g}, MSE | "
+        f"(a) num_workers={args.workers} on {os.cpu_count()} cores"
+    )
     print(f"same initial weights: {'yes' if same_init else 'NO'} | warm-up: {args.warmup_steps} steps each, untimed")
-    print(f"FLOPs/step (fwd+bwd, batch {bs}): {flops / 1e6:.1f} MFLOP | "
-          f"fp32 matmul peak (2048^3, best of 3x10, before/after): {peak / 1e9:.1f} GFLOP/s "
-          f"({peak_first / 1e9:.0f}/{peak_after / 1e9:.0f})")
+    print(
+        f"FLOPs/step (fwd+bwd, batch {bs}): {flops / 1e6:.1f} MFLOP | "
+        f"fp32 matmul peak (2048^3, best of 3x10, before/after): {peak / 1e9:.1f} GFLOP/s "
+        f"({peak_first / 1e9:.0f}/{peak_after / 1e9:.0f})"
+    )
     if busy:
-        print("WARNING: the matmul peak moved by > 20 % during the run: other jobs shared the cores, "
-              "the timings below are not trustworthy")
+        print(
+            "WARNING: the matmul peak moved by > 20 % during the run: other jobs shared the cores, "
+            "the timings below are not trustworthy"
+        )
     print("-" * w)
     print(f"{'':24}{'(a) handout':>13}{'(b) harness':>13}{'(b) vs (a)':>12}   target")
     print(f"{'wall time [s]':24}{secs_a:13.2f}{secs_b:13.2f}")
     print(f"{'steps':24}{len(losses_a):13d}{len(losses_b):13d}")
-    print(f"{'images/s':24}{ips_a:13.1f}{ips_b:13.1f}{ratio:11.2f}x   >= {TARGET_RATIO:.1f}x at equal loss "
-          f"{mark(ratio >= TARGET_RATIO and equal_loss)}")
-    print(f"{f'final loss (last {LAST})':24}{final_a:13.5f}{final_b:13.5f}{d_loss:+11.2f}%   "
-          f"|diff| <= {TARGET_LOSS_PCT:.0f}% {mark(abs(d_loss) <= TARGET_LOSS_PCT)}")
-    print(f"{'test MSE':24}{mse_a:13.5f}{mse_b:13.5f}{d_mse:+11.2f}%   "
-          f"|diff| <= {TARGET_LOSS_PCT:.0f}% {mark(abs(d_mse) <= TARGET_LOSS_PCT)}")
+    print(
+        f"{'images/s':24}{ips_a:13.1f}{ips_b:13.1f}{ratio:11.2f}x   >= {TARGET_RATIO:.1f}x at equal loss "
+        f"{mark(ratio >= TARGET_RATIO and equal_loss)}"
+    )
+    print(
+        f"{f'final loss (last {LAST})':24}{final_a:13.5f}{final_b:13.5f}{d_loss:+11.2f}%   "
+        f"|diff| <= {TARGET_LOSS_PCT:.0f}% {mark(abs(d_loss) <= TARGET_LOSS_PCT)}"
+    )
+    print(
+        f"{'test MSE':24}{mse_a:13.5f}{mse_b:13.5f}{d_mse:+11.2f}%   "
+        f"|diff| <= {TARGET_LOSS_PCT:.0f}% {mark(abs(d_mse) <= TARGET_LOSS_PCT)}"
+    )
     print(f"{'achieved GFLOP/s':24}{gf_a:13.2f}{gf_b:13.2f}")
-    print(f"{'% of matmul peak':24}{peak_a:12.1f}%{peak_b:12.1f}%{'':12}   >= {TARGET_PEAK_PCT:.0f}% "
-          f"(a) {mark(peak_a >= TARGET_PEAK_PCT)}, (b) {mark(peak_b >= TARGET_PEAK_PCT)}")
-    print(f"{'matrix products alone':24}{'':13}{1e3 * floor:10.2f} ms/step = {100 * flops / floor / peak:.1f}% of peak "
-          f"(the rest of (b)'s step: {1e3 * (1 / sps_b - floor):.2f} ms)")
+    print(
+        f"{'% of matmul peak':24}{peak_a:12.1f}%{peak_b:12.1f}%{'':12}   >= {TARGET_PEAK_PCT:.0f}% "
+        f"(a) {mark(peak_a >= TARGET_PEAK_PCT)}, (b) {mark(peak_b >= TARGET_PEAK_PCT)}"
+    )
+    print(
+        f"{'matrix products alone':24}{'':13}{1e3 * floor:10.2f} ms/step = {100 * flops / floor / peak:.1f}% of peak "
+        f"(the rest of (b)'s step: {1e3 * (1 / sps_b - floor):.2f} ms)"
+    )
     print("-" * w)
     print(f"(b)'s own Curves.seconds: {curves.seconds:.2f} s; (a) wall time includes DataLoader worker start-up.")
     print("FLOPs count convolutions/matmuls of forward+backward only (not Adam, not elementwise ops).")

@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness.assignment import DEFAULT_ASSIGNMENT, AssignmentError, bundled_assignments, load_assignment
-from harness.data import ENV_DATA, DataNotFound
-from harness.training import DeviceError
+from harness.config.assignment import DEFAULT_ASSIGNMENT, AssignmentError, bundled_assignments, load_assignment
+from harness.ml.data import ENV_DATA, DataNotFound
+from harness.ml.training import DeviceError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def default_profile(device) -> str:
 def _profile_and_device(args: argparse.Namespace, a):
     """(profile, device) from ``--profile`` and ``--device``; without ``--profile``, the
     device's default, said on the first line of output."""
-    from harness.training import resolve_device
+    from harness.ml.training import resolve_device
 
     explicit = a.profile(args.profile) if args.profile else None  # an unknown name is refused first
     device = resolve_device(args.device)
@@ -59,8 +59,8 @@ def _profile_and_device(args: argparse.Namespace, a):
 def _isolation_gate(required: bool) -> bool:
     """Before any student code runs: a warning per sandbox protection not in force here, or,
     when isolation is required, the refusal (returns True: exit 2)."""
-    from harness.batch import isolation_refusal, isolation_warnings
-    from harness.sandbox import protections
+    from harness.course.batch import isolation_refusal, isolation_warnings
+    from harness.sandbox.host import protections
 
     prot = protections()
     refusal = isolation_refusal(prot, required)
@@ -73,9 +73,9 @@ def _isolation_gate(required: bool) -> bool:
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
-    from harness.cache import cache_root
-    from harness.data import load_mnist
-    from harness.reference import build_reference, table
+    from harness.ml.data import load_mnist
+    from harness.reference.build import build_reference, table
+    from harness.reference.cache import cache_root
 
     a = load_assignment(args.assignment)
     profile, device = _profile_and_device(args, a)
@@ -88,7 +88,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
         )
     started = time.perf_counter()
     if args.band:
-        from harness.beta_band import ensure_band
+        from harness.reference.beta_band import ensure_band
 
         band = ensure_band(a, data, device, cache_root(args.cache), quiet=args.quiet)
         print(band_table(band))
@@ -97,7 +97,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     result = build_reference(a, profile, data, device, cache_root(args.cache), force=args.force, quiet=args.quiet)
     print(table(result))
     if profile.name == "full":
-        from harness.beta_band import load_band
+        from harness.reference.beta_band import load_band
 
         print(band_table(load_band(a, data.fingerprint, cache_root(args.cache))))
     if result.classifier_accuracy < a.metrics.classifier_min_accuracy:
@@ -136,15 +136,19 @@ def _submission_options(p: argparse.ArgumentParser) -> None:
 
 
 def _isolation_option(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--require-isolation", action=argparse.BooleanOptionalAction, default=None,
-                   help="refuse (exit 2) to run student code unless every protection of the sandbox is in force "
-                        f"here (docs/sandbox.md); default: {default}")  # fmt: skip
+    p.add_argument(
+        "--require-isolation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse (exit 2) to run student code unless every protection of the sandbox is in force "
+        f"here (docs/sandbox.md); default: {default}",
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.checks.suite import CheckOptions, check_submission
-    from harness.data import load_mnist
-    from harness.result import write_result
+    from harness.grading.check import CheckOptions, check_submission
+    from harness.grading.result import write_result
+    from harness.ml.data import load_mnist
 
     a = load_assignment(args.assignment)
     folder = Path(args.submission)
@@ -194,7 +198,7 @@ def render_checklist(result) -> str:
 def _training_setup(args: argparse.Namespace):
     """What the verbs that train a submission share: (assignment, profile, submission folder,
     device, data), or None after saying that the folder does not exist."""
-    from harness.data import load_mnist
+    from harness.ml.data import load_mnist
 
     a = load_assignment(args.assignment)
     profile, device = _profile_and_device(args, a)
@@ -208,8 +212,8 @@ def _training_setup(args: argparse.Namespace):
 def _check_overrides(out: Path, root: Path, a) -> bool:
     """Validate ``<out>/overrides.csv`` for the course under ``root``: print its warnings, or
     its errors and return True (the batch is refused: exit 2)."""
-    from harness.batch import discover
-    from harness.overrides import OverridesError, check_course
+    from harness.course.batch import discover
+    from harness.course.overrides import OverridesError, check_course
 
     try:
         warnings = check_course(out, [f.name for f in discover(root) if f.resolve() != out.resolve()], a)
@@ -221,15 +225,14 @@ def _check_overrides(out: Path, root: Path, a) -> bool:
     return False
 
 
-def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, device: str,
-                  started: float) -> int:  # fmt: skip
-    """``grade`` on a folder of submissions: a batch over one shared reference (harness.batch)."""
+def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, device: str, started: float) -> int:
+    """``grade`` on a folder of submissions: a batch over one shared reference (harness.course.batch)."""
     import os
 
-    from harness.batch import BatchLocked, BatchOptions, grade_batch
-    from harness.checks.suite import CheckOptions
-    from harness.grade import GradeOptions
-    from harness.overrides import OverridesError
+    from harness.course.batch import BatchLocked, BatchOptions, grade_batch
+    from harness.course.overrides import OverridesError
+    from harness.grading.check import CheckOptions
+    from harness.grading.grade import GradeOptions
 
     out = Path(args.out)
     if args.gradescope is not None:
@@ -240,13 +243,23 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
     workers = max(1, args.workers)
     # workers x threads = the cores this machine gives the batch; a remote cluster's workers decide for themselves
     threads = 0 if args.scheduler else max(1, len(os.sched_getaffinity(0)) // workers)
-    options = BatchOptions(workers=workers, force=args.force, render=not args.no_report, quiet=args.quiet,
-                           require_isolation=args.require_isolation is not False,
-                           grade=GradeOptions(device=device, check=CheckOptions(args.timeout, args.memory),
-                                              train_timeout_s=args.train_timeout, threads=threads, quiet=True))  # fmt: skip
+    options = BatchOptions(
+        workers=workers,
+        force=args.force,
+        render=not args.no_report,
+        quiet=args.quiet,
+        require_isolation=args.require_isolation is not False,
+        grade=GradeOptions(
+            device=device,
+            check=CheckOptions(args.timeout, args.memory),
+            train_timeout_s=args.train_timeout,
+            threads=threads,
+            quiet=True,
+        ),
+    )
     runner, closers = None, []
     if args.dask or args.scheduler:
-        from harness.cluster import ClusterError, DaskRunner, connect, grading_kit
+        from harness.course.cluster import ClusterError, DaskRunner, connect, grading_kit
 
         try:
             closers = [c for c in connect(args.scheduler, workers) if c is not None]
@@ -281,8 +294,10 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
 
 
 def _notebooks_skipped(folder: Path, notebooks: list[str]) -> str:
-    return (f"{len(notebooks)} notebook(s) in {folder} are not graded ({_names(notebooks)}): grading notebooks is "
-            "not supported yet")  # fmt: skip
+    return (
+        f"{len(notebooks)} notebook(s) in {folder} are not graded ({_names(notebooks)}): grading notebooks is "
+        "not supported yet"
+    )
 
 
 def _names(names: list[str], most: int = 5) -> str:
@@ -297,7 +312,7 @@ def course_notebooks(folder: Path) -> list[str]:
 def nothing_to_grade(folder: Path, a, out: Path) -> str | None:
     """Why a course folder holds no submission to grade (no visible sub-folder besides ``out``),
     saying what it holds instead; None when it holds one."""
-    from harness.batch import discover
+    from harness.course.batch import discover
 
     if [f for f in discover(folder) if f.resolve() != out.resolve()]:
         return None
@@ -305,23 +320,28 @@ def nothing_to_grade(folder: Path, a, out: Path) -> str | None:
     hand_in = f"hand in a folder with {spec.module}, {spec.answers} and {spec.meta}"
     notebooks = course_notebooks(folder)
     if notebooks:
-        return (f"{folder} holds {len(notebooks)} notebook(s) ({_names(notebooks)}) and no submission folder; grading "
-                f"notebooks is not supported yet: {hand_in} (docs/submission-format.md)")  # fmt: skip
+        return (
+            f"{folder} holds {len(notebooks)} notebook(s) ({_names(notebooks)}) and no submission folder; grading "
+            f"notebooks is not supported yet: {hand_in} (docs/submission-format.md)"
+        )
     entries = sorted(p.name for p in folder.iterdir())
     if not entries:
         return f"no submission in {folder}: it is empty"
-    return (f"no submission in {folder}: it holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} "
-            f"({_names(entries)}) and no submission folder; {hand_in}, or a folder of such folders "
-            "(docs/submission-format.md)")  # fmt: skip
+    return (
+        f"no submission in {folder}: it holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} "
+        f"({_names(entries)}) and no submission folder; {hand_in}, or a folder of such folders "
+        "(docs/submission-format.md)"
+    )
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from harness.batch import is_submission
-    from harness.cache import cache_root, write_json_atomic
-    from harness.checks.suite import CheckOptions
-    from harness.grade import GradeOptions, grade_submission, make_grader
-    from harness.reference import build_reference
-    from harness.result import gradescope, write_result
+    from harness.course.batch import is_submission
+    from harness.grading.check import CheckOptions
+    from harness.grading.grade import GradeOptions, grade_submission, make_grader
+    from harness.grading.result import gradescope, write_result
+    from harness.io import write_json_atomic
+    from harness.reference.build import build_reference
+    from harness.reference.cache import cache_root
 
     setup = _training_setup(args)
     if setup is None:
@@ -330,8 +350,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     cache = cache_root(args.cache)
     started = time.perf_counter()
     if not args.quiet:
-        print(f"grading {folder} for {a.meta.id}, profile {profile.name} ({profile.description}), device {device}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"grading {folder} for {a.meta.id}, profile {profile.name} ({profile.description}), device {device}",
+            file=sys.stderr,
+        )
     course = not is_submission(folder, a)
     if course:  # refused before the reference is built
         nothing, notebooks = nothing_to_grade(folder, a, Path(args.out)), course_notebooks(folder)
@@ -343,20 +365,27 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if _check_overrides(Path(args.out), folder, a):
             return 2
     required = course if args.require_isolation is None else args.require_isolation  # a course: required by default
-    # a remote cluster runs no student code here: each worker checks its own sandbox (harness.cluster)
+    # a remote cluster runs no student code here: each worker checks its own sandbox (harness.course.cluster)
     if not (course and args.scheduler) and _isolation_gate(required):
         return 2
     reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
     grader = make_grader(a, profile, data, reference, cache, device)
     if grader.band is None:  # always shown: it changes how beta_tuning reads
-        print(f"note: no full-protocol beta band is cached for {a.meta.id} and this data, so tuned betas are judged "
-              f"provisionally by the {profile.name} profile's own search and beta_tuning is needs_review; build the "
-              "band once with `python -m harness reference --band` (docs/reference.md#the-beta-band)", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: no full-protocol beta band is cached for {a.meta.id} and this data, so tuned betas are judged "
+            f"provisionally by the {profile.name} profile's own search and beta_tuning is needs_review; build the "
+            "band once with `python -m harness reference --band` (docs/reference.md#the-beta-band)",
+            file=sys.stderr,
+        )
     if course:
         return _grade_course(args, folder, grader, cache, str(device), started)
     out = _outputs(args, folder)
-    options = GradeOptions(device=str(device), check=CheckOptions(args.timeout, args.memory),
-                           train_timeout_s=args.train_timeout, quiet=args.quiet)  # fmt: skip
+    options = GradeOptions(
+        device=str(device),
+        check=CheckOptions(args.timeout, args.memory),
+        train_timeout_s=args.train_timeout,
+        quiet=args.quiet,
+    )
     result = grade_submission(folder, grader, options, artifacts_path=out / "runs.npz")
     path = out / "result.json"
     write_result(path, result)
@@ -374,7 +403,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def _render(folder: Path, documents: list[str] | None = None, quiet: bool = False) -> int:
     """Render documents in a child process; print what was written and what failed (exit 1)."""
-    from harness.render import render_folder
+    from harness.documents.render import render_folder
 
     code = 0
     if not quiet:
@@ -390,8 +419,8 @@ def _render(folder: Path, documents: list[str] | None = None, quiet: bool = Fals
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import RESULT_NAME, ReportOptions, write_up
-    from harness.result import write_result
+    from harness.grading.result import write_result
+    from harness.grading.write_up import RESULT_NAME, ReportOptions, write_up
 
     setup = _training_setup(args)
     if setup is None:
@@ -399,8 +428,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     a, profile, folder, device, data = setup
     started = time.perf_counter()
     if not args.quiet:
-        print(f"training {folder} with its own code for the write-up, profile {profile.name} ({profile.description}), "
-              f"device {device}", file=sys.stderr)  # fmt: skip
+        print(
+            f"training {folder} with its own code for the write-up, profile {profile.name} ({profile.description}), "
+            f"device {device}",
+            file=sys.stderr,
+        )
     if _isolation_gate(bool(args.require_isolation)):
         return 2
     out = _outputs(args, folder)
@@ -423,7 +455,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"error: {folder}: no such reports folder", file=sys.stderr)
         return 2
-    from harness.render import documents_in
+    from harness.documents.render import documents_in
 
     found = documents_in(folder)
     if not found:
@@ -435,8 +467,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 def render_table(result) -> str:
     """The final table of a grade: one row per item, its points and the first line of evidence."""
     sub = result.submission
-    lines = [f"{result.assignment['title']} - grade of {sub['id']} ({sub['student'] or 'no name'}), "
-             f"profile {result.profile}", ""]  # fmt: skip
+    lines = [
+        f"{result.assignment['title']} - grade of {sub['id']} ({sub['student'] or 'no name'}), "
+        f"profile {result.profile}",
+        "",
+    ]
     for p in result.problems:
         lines.append(f"  ! {p}")
     w = max([len(i.id) for i in result.items] + [5]) + 1
@@ -448,15 +483,19 @@ def render_table(result) -> str:
         if len(first) > 70:
             first = first[:67] + "..."
         lines.append(f"{item.id:<{w}}{item.points:>5g} / {item.max_points:<3g}  {item.status:<13}{first}")
-    lines += ["-" * 100, f"{'total':<{w}}{result.total:>5g} / {result.max_total:<3g}"
-              f"  (answers are suggestions until an instructor reviews them)", ""]  # fmt: skip
+    lines += [
+        "-" * 100,
+        f"{'total':<{w}}{result.total:>5g} / {result.max_total:<3g}"
+        f"  (answers are suggestions until an instructor reviews them)",
+        "",
+    ]
     lines.append(f"per-item evidence: result.json (docs/result-schema.md); took {result.timings.get('total', 0):.1f} s")
     return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.export import ExportError, export
-    from harness.overrides import OverridesError
+    from harness.course.export import ExportError, export
+    from harness.course.overrides import OverridesError
 
     a = load_assignment(args.assignment)
     try:
@@ -471,7 +510,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from harness.starter import write_starter
+    from harness.submission.starter import write_starter
 
     a = load_assignment(args.assignment)
     try:

@@ -100,9 +100,18 @@ class Progress:
     module says. ``clock`` and ``every_s`` exist for tests and special streams; ``disable``
     prints nothing but still counts (callers read ``n``)."""
 
-    def __init__(self, total: int | None = None, desc: str = "", unit: str = "it", *, disable: bool = False,
-                 leave: bool = True, file: TextIO | None = None, every_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+    def __init__(
+        self,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        *,
+        disable: bool = False,
+        leave: bool = True,
+        file: TextIO | None = None,
+        every_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.desc, self.unit = total, desc, unit
         self.disable, self.leave, self.clock = disable, leave, clock
         self.n = 0

@@ -34,8 +34,17 @@ import pytest
 REQUIRE = "HARNESS_REQUIRE_CHROMIUM"
 # Root in a container: no setuid sandbox (--no-sandbox), a small /dev/shm
 # (--disable-dev-shm-usage), no GPU; a fresh profile per run keeps runs independent.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--no-default-browser-check", "--disable-extensions", "--disable-background-networking", "--mute-audio"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--mute-audio",
+]
 
 
 def chromium() -> str:
@@ -83,8 +92,15 @@ class Page:
 
         self._stderr = tempfile.TemporaryFile()
         args = [exe, *FLAGS, f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
-                                     close_fds=False, preexec_fn=place_fds, start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            close_fds=False,
+            preexec_fn=place_fds,
+            start_new_session=True,
+        )
         os.close(child_in), os.close(child_out)
         threading.Thread(target=self._reader, daemon=True).start()
         try:
@@ -163,7 +179,10 @@ class Page:
             self._note(level, f"console.{p['type']}: {text}")
         elif method == "Log.entryAdded":
             e = p["entry"]
-            self._note(e["level"] if e["level"] in ("error", "warning") else None, f"{e['source']} {e['level']}: {e['text']} {e.get('url', '')}".rstrip())  # fmt: skip
+            self._note(
+                e["level"] if e["level"] in ("error", "warning") else None,
+                f"{e['source']} {e['level']}: {e['text']} {e.get('url', '')}".rstrip(),
+            )
 
     def _note(self, level: str | None, text: str) -> None:
         self.messages.append(text)
@@ -186,7 +205,11 @@ class Page:
     def evaluate(self, expression: str):
         """The value of a JavaScript expression in the page (JSON-serialisable); an exception
         it throws is raised here (and is not counted among the page's errors)."""
-        r = self._send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=self._session)  # fmt: skip
+        r = self._send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            session=self._session,
+        )
         if "exceptionDetails" in r:
             details = r["exceptionDetails"]
             raise RuntimeError(f"evaluate: {details.get('exception', {}).get('description', details)}")

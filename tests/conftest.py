@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.assignment import load_assignment
-from harness.data import load_mnist
+from harness.config.assignment import load_assignment
+from harness.ml.data import load_mnist
 
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads()) // WORKERS))
@@ -52,7 +52,9 @@ def variant_a_text() -> str:
 EXAMPLE = Path(__file__).parents[1] / "submissions" / "example"
 
 
-def copy_example(dest: Path, replace: list[tuple[str, str]] = (), append: str = "", answers: list[tuple[str, str]] = ()) -> Path:
+def copy_example(
+    dest: Path, replace: list[tuple[str, str]] = (), append: str = "", answers: list[tuple[str, str]] = ()
+) -> Path:
     """A copy of the example with exact text edits; each ``old`` must occur exactly once, so a
     change to the example breaks the test loudly instead of leaving the bug unplanted."""
     import shutil
@@ -88,7 +90,7 @@ def planted_copy(dest: Path, edits: list[tuple[str, str]] = (), tuned: str | Non
 @pytest.fixture(scope="session")
 def run_check(assignment, mnist):
     """Check a submission folder as `harness check` does; returns the Result."""
-    from harness.checks.suite import CheckOptions, check_submission
+    from harness.grading.check import CheckOptions, check_submission
 
     def run(folder: Path, timeout_s: float | None = None, memory_mb: int | None = None):
         return check_submission(folder, assignment, mnist, CheckOptions(timeout_s, memory_mb))
@@ -105,9 +107,9 @@ def example_points(run_check) -> dict[str, float]:
 def grader(assignment, mnist, session_cache):
     """The smoke-profile grader (reference built once per session, in the session cache), with the
     full-protocol beta band (the AE and the search under `full`, also built once)."""
-    from harness.beta_band import ensure_band
-    from harness.grade import make_grader
-    from harness.reference import build_reference
+    from harness.grading.grade import make_grader
+    from harness.reference.beta_band import ensure_band
+    from harness.reference.build import build_reference
 
     ensure_band(assignment, mnist, torch.device("cpu"), session_cache, quiet=True)
     profile = assignment.profile("smoke")
@@ -118,7 +120,7 @@ def grader(assignment, mnist, session_cache):
 @pytest.fixture(scope="session")
 def run_grade(grader):
     """Grade a submission folder in this process (smoke grader); returns the Result."""
-    from harness.grade import GradeOptions, grade_submission
+    from harness.grading.grade import GradeOptions, grade_submission
 
     def run(folder: Path, train_timeout_s: float | None = None):
         return grade_submission(folder, grader, GradeOptions(train_timeout_s=train_timeout_s, quiet=True))

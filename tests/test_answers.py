@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.checks.answers import assess, check_answer, count_words, find_concept
-from harness.submission import parse_answers
+from harness.grading.items.answers import assess, check_answer, count_words, find_concept
+from harness.submission.folder import parse_answers
 
 
 def test_negated_synonym_does_not_count():

@@ -1,12 +1,21 @@
 import pytest
 
-from harness.assignment import AssignmentError, bundled_assignments, load_assignment, plan_layers
+from harness.config.assignment import AssignmentError, bundled_assignments, load_assignment, plan_layers
 
 RUBRIC = {
-    "ae_architecture": 6, "ae_forward": 1, "ae_training": 6, "ae_sampling": 2, "ae_sampling_answer": 2,
-    "vae_model": 7, "vae_training": 4, "beta0_answer": 3, "beta10_answer": 3, "welltuned_answer": 3,
-    "beta_tuning": 5, "interpolation": 3,
-}  # fmt: skip
+    "ae_architecture": 6,
+    "ae_forward": 1,
+    "ae_training": 6,
+    "ae_sampling": 2,
+    "ae_sampling_answer": 2,
+    "vae_model": 7,
+    "vae_training": 4,
+    "beta0_answer": 3,
+    "beta10_answer": 3,
+    "welltuned_answer": 3,
+    "beta_tuning": 5,
+    "interpolation": 3,
+}
 QUESTIONS = {"ae-samples": 150, "beta-0": 150, "beta-10": 200, "well-tuned": 200, "interpolation": 300}
 
 
@@ -87,7 +96,9 @@ def test_unreachable_resolution_fails_at_load_with_reachable_choices(tmp_path, v
 
 
 def test_decoder_that_does_not_end_at_the_image_size_fails(tmp_path, variant_a_text):
-    text = variant_a_text.replace("out_channels = 1\nout_resolution = 28\nkernel = 4", "out_channels = 1\nout_resolution = 27\nkernel = 4")
+    text = variant_a_text.replace(
+        "out_channels = 1\nout_resolution = 28\nkernel = 4", "out_channels = 1\nout_resolution = 27\nkernel = 4"
+    )
     _expect_error(tmp_path, text, "model.decoder[4]")
 
 

@@ -18,11 +18,23 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.batch import (BatchLocked, BatchOptions, BatchSummary, Outcome, _Lock, discover, grade_batch, grade_one, grade_rows,
-                           is_submission, record_error, write_grades)  # fmt: skip
-from harness.grade import GradeOptions
-from harness.result import load_result
-from harness.summary import write_summary
+from harness.course.batch import (
+    BatchLocked,
+    BatchOptions,
+    BatchSummary,
+    Outcome,
+    _Lock,
+    discover,
+    grade_batch,
+    grade_one,
+    grade_rows,
+    is_submission,
+    record_error,
+    write_grades,
+)
+from harness.course.summary import write_summary
+from harness.grading.grade import GradeOptions
+from harness.grading.result import load_result
 from tests.conftest import EXAMPLE, copy_example
 
 FIXTURE = EXAMPLE.parents[1] / "tests" / "fixtures" / "example-smoke"
@@ -102,10 +114,31 @@ def test_a_batch_killed_mid_run_loses_only_its_in_flight_work(course, grader, se
     shutil.copytree(EXAMPLE, root / "ada")
     vandal(root / "mal", killed)  # the CLI protects only this batch's folders
     garbage(root / "zed")
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "grade", str(root), "--profile", "smoke", "--device", "cpu",
-                             "--cache", str(session_cache), "--out", str(killed), "--workers", "2", "--no-report", "-q",
-                             "--no-require-isolation"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "grade",
+            str(root),
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+            "--cache",
+            str(session_cache),
+            "--out",
+            str(killed),
+            "--workers",
+            "2",
+            "--no-report",
+            "-q",
+            "--no-require-isolation",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not all((killed / sid / "result.json").exists() for sid in ("mal", "zed")):
@@ -195,9 +228,16 @@ def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path, grader):
 
 def test_the_lock_is_released_when_its_holder_dies(tmp_path):
     out = tmp_path / "reports"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom harness.batch import _Lock\n"
-                               f"with _Lock(Path({str(out)!r})):\n    print('held', flush=True)\n    time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\nfrom harness.course.batch import _Lock\n"
+            f"with _Lock(Path({str(out)!r})):\n    print('held', flush=True)\n    time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(BatchLocked):
         _Lock(out).__enter__()
@@ -230,8 +270,13 @@ def test_the_closing_line_and_summary_html_count_the_same_errors(tmp_path, assig
     grading ran) and one whose grading failed (an error record) are both errors, in both places."""
     out = tmp_path / "reports"
     good = json.loads((FIXTURE / "result.json").read_text())
-    for sid, result in (("ada", good), ("mal", {**good, "items": [{**i, "status": "error"} if i["id"] == "vae_training"
-                                                                  else i for i in good["items"]]})):  # fmt: skip
+    for sid, result in (
+        ("ada", good),
+        (
+            "mal",
+            {**good, "items": [{**i, "status": "error"} if i["id"] == "vae_training" else i for i in good["items"]]},
+        ),
+    ):
         (out / sid).mkdir(parents=True)
         (out / sid / "result.json").write_text(json.dumps(result))
     failed = record_error(out, "gone", FileNotFoundError("no such submission folder"))
@@ -253,9 +298,31 @@ def test_the_cli_grades_a_course_folder_and_its_closing_line_agrees_with_summary
     broken.mkdir()
     (broken / "submission.py").write_text("raise RuntimeError('broken on import')\n")
     out = tmp_path / "reports"
-    proc = subprocess.run([sys.executable, "-m", "harness", "grade", str(tmp_path / "course"), "--profile", "smoke", "--device",
-                           "cpu", "--cache", str(session_cache), "--out", str(out), "--workers", "2", "--no-report", "-q",
-                           "--no-require-isolation"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "grade",
+            str(tmp_path / "course"),
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+            "--cache",
+            str(session_cache),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--no-report",
+            "-q",
+            "--no-require-isolation",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]  # no grading failed: exit 0 whatever the statuses
     assert "3 submissions: 3 graded, 0 unchanged" in proc.stdout and f"written: {out / 'grades.csv'}" in proc.stdout
     assert list(pd.read_csv(out / "grades.csv")["id"]) == ["broken", "empty", "zed"]
@@ -270,12 +337,16 @@ def test_the_cli_grades_a_course_folder_and_its_closing_line_agrees_with_summary
 def test_a_local_dask_cluster_grades_a_course_exactly_as_the_local_pool(course, grader, session_cache, tmp_path):
     from distributed import Client, LocalCluster
 
-    from harness.cluster import DaskRunner, grading_kit
+    from harness.course.cluster import DaskRunner, grading_kit
 
     root, out, _ = course
     dask_out = tmp_path / "dask"
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as client:  # fmt: skip
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         runner = DaskRunner(client, grading_kit(grader, session_cache, "cpu"), dask_out, CHEAP)
         summary = grade_batch(root, grader, dask_out, CHEAP, runner)
     assert [(o.id, o.status) for o in summary.outcomes] == [("ada", "graded"), ("mal", "graded"), ("zed", "graded")]
@@ -295,7 +366,7 @@ def test_a_worker_with_other_libraries_or_other_digits_refuses_to_grade(grader, 
 
     import numpy as np
 
-    from harness.cluster import ClusterError, grading_kit, unpack_kit
+    from harness.course.cluster import ClusterError, grading_kit, unpack_kit
 
     kit = grading_kit(grader, session_cache, "cpu")
     older = dataclasses.replace(kit, versions={**kit.versions, "torch": "1.0"})

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from harness.assignment import load_assignment
-from harness.beta_band import judge_search
-from harness.checks.training import BetaVerdict, RunMeasure, score_beta_tuning
+from harness.config.assignment import load_assignment
+from harness.grading.items.training import BetaVerdict, RunMeasure, score_beta_tuning
+from harness.reference.beta_band import judge_search
 from tests.conftest import planted_copy
 
 A = load_assignment("variant-a")

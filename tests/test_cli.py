@@ -6,7 +6,9 @@ from tests.conftest import EXAMPLE
 
 
 def _harness(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_help_lists_every_verb_with_one_line():
@@ -37,7 +39,7 @@ def test_unknown_profile_is_a_clear_error(tmp_path):
 
 
 def test_check_prints_checklist_writes_result_and_exits_zero_on_the_example(tmp_path, capsys):
-    from harness.result import load_result
+    from harness.grading.result import load_result
 
     code = main(["check", str(EXAMPLE), "--out", str(tmp_path)])
     out = capsys.readouterr().out

@@ -11,10 +11,10 @@ import io
 
 import torch
 
-from harness.batch import isolation_refusal, isolation_warnings
 from harness.cli import default_profile, main
+from harness.course.batch import isolation_refusal, isolation_warnings
 from harness.progress import Progress
-from harness.sandbox import protections
+from harness.sandbox.host import protections
 from tests.conftest import EXAMPLE
 
 

@@ -1,14 +1,13 @@
-
 import pytest
 import torch
 import torchvision
 
-from harness.data import (
+from harness.ml.data import (
     ENV_DATA,
     DataNotFound,
     TensorMNIST,
-    first_of_each_label,
     fingerprint,
+    first_of_each_label,
     load_mnist,
     resolve_source,
     shuffled_batches,
@@ -51,9 +50,7 @@ def test_without_data_the_user_cache_is_downloaded_into_up_to_the_network_call(t
 
 
 def test_decoded_images_equal_torchvisions_to_tensor(mnist):
-    ds = torchvision.datasets.MNIST(
-        str(mnist.source.root), train=True, transform=torchvision.transforms.ToTensor()
-    )
+    ds = torchvision.datasets.MNIST(str(mnist.source.root), train=True, transform=torchvision.transforms.ToTensor())
     for i in (0, 1, len(ds) - 1):
         image, label = ds[i]
         torch.testing.assert_close(mnist.train_images[i], image, rtol=0, atol=0)

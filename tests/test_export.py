@@ -1,4 +1,4 @@
-"""``python -m harness export`` (harness.export): each format's header and values, overrides
+"""``python -m harness export`` (harness.course.export): each format's header and values, overrides
 included, from a tmp course built of copies of the stored fixture result (no training)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.export import ExportError, course_ids, export
-from harness.overrides import OverridesError
+from harness.course.export import ExportError, course_ids, export
+from harness.course.overrides import OverridesError
 from tests.test_overrides import overrides, store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,16 +46,33 @@ def test_csv_is_the_grade_table_with_the_overrides(tmp_path, assignment):
     done = export(course(tmp_path), assignment, "csv")
     assert done.path == tmp_path / "export-csv.csv" and done.rows == 3 and done.unscored == ["s3"]
     head, *body = rows_of(done.path)
-    assert head == ["id", "student", "student_id", *(k.id for k in assignment.rubric), "total", "max_total", "status", "flags", "overridden"]
-    s1 = dict(zip(head, body[0]))
+    assert head == [
+        "id",
+        "student",
+        "student_id",
+        *(k.id for k in assignment.rubric),
+        "total",
+        "max_total",
+        "status",
+        "flags",
+        "overridden",
+    ]
+    s1 = dict(zip(head, body[0], strict=False))
     assert (s1["id"], s1["ae_training"], s1["total"], s1["overridden"]) == ("s1", "5.0", "44.0", "ae_training")
-    assert dict(zip(head, body[2]))["status"] == "error"
+    assert dict(zip(head, body[2], strict=False))["status"] == "error"
 
 
 def test_canvas_has_the_gradebook_columns_a_points_possible_row_and_the_totals(tmp_path, assignment):
     done = export(course(tmp_path), assignment, "canvas")
     assert rows_of(done.path) == [
-        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Problem 1: Variational Auto-Encoder (vae-mnist-a)"],
+        [
+            "Student",
+            "ID",
+            "SIS User ID",
+            "SIS Login ID",
+            "Section",
+            "Problem 1: Variational Auto-Encoder (vae-mnist-a)",
+        ],
         ["Points Possible", "", "", "", "", "45"],
         ["Ada Lovelace", "", "a1", "", "", "44"],
         ["Bob, Jr.", "", "b2", "", "", "45"],
@@ -96,7 +113,9 @@ def test_the_output_file_can_be_chosen_and_is_owner_only(tmp_path, assignment):
 
 
 def test_nothing_to_export_is_an_error_that_says_what_to_do(tmp_path, assignment):
-    with pytest.raises(ExportError, match="holds no graded submissions .*python -m harness grade <submissions folder> --out "):
+    with pytest.raises(
+        ExportError, match="holds no graded submissions .*python -m harness grade <submissions folder> --out "
+    ):
         export(tmp_path, assignment, "csv")
     with pytest.raises(ExportError, match="no such reports folder"):
         export(tmp_path / "missing", assignment, "csv")
@@ -129,7 +148,9 @@ def test_the_verb_prints_what_it_wrote_and_warnings_on_stderr(tmp_path, capsys):
 
 def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_cli_export_exit_codes(tmp_path):

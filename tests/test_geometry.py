@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.geometry import reachable, solve_conv, solve_conv_transpose
+from harness.config.geometry import reachable, solve_conv, solve_conv_transpose
 
 
 def test_handout_layers_get_the_textbook_geometry():

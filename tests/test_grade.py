@@ -23,10 +23,27 @@ def example_grade(assignment, session_cache, tmp_path_factory, grader):
     after ``grader``, so the session cache holds the beta band and the smoke reference."""
     out = tmp_path_factory.mktemp("reports")
     proc = subprocess.run(
-        [sys.executable, "-m", "harness", "grade", str(EXAMPLE), "--profile", "smoke", "--device", "cpu",
-         "--cache", str(session_cache), "--out", str(out), "--gradescope", "-q"],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "grade",
+            str(EXAMPLE),
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+            "--cache",
+            str(session_cache),
+            "--out",
+            str(out),
+            "--gradescope",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, out / "example"
 
@@ -35,7 +52,9 @@ def test_example_earns_45_of_45_under_smoke(example_grade, assignment):
     proc, folder = example_grade
     result = json.loads((folder / "result.json").read_text())
     assert result["kind"] == "grade" and result["profile"] == "smoke" and result["pending"] == []
-    assert (result["total"], result["max_total"]) == (45, 45), [i["evidence"] for i in result["items"] if i["points"] < i["max_points"]]
+    assert (result["total"], result["max_total"]) == (45, 45), [
+        i["evidence"] for i in result["items"] if i["points"] < i["max_points"]
+    ]
     assert [i["id"] for i in result["items"]] == [r.id for r in assignment.rubric]
     assert "total" in proc.stdout and "45 / 45" in proc.stdout  # the final table
     assert "no full-protocol beta band" not in proc.stderr
@@ -73,11 +92,21 @@ def test_grade_writes_the_instructor_report_as_html_and_pdf(example_grade):
 # Another loss convention with the same tuned beta written in it: in fact fine.
 VARIANTS = {
     "kl-mean-over-dims": ([(".sum(dim=1).mean()", ".mean()")], "tuned_beta = 0.0064"),
-    "sums-over-everything": ([(".sum(dim=1).mean()", ".sum()"), ("rec_loss = F.mse_loss(rec, x)", 'rec_loss = F.mse_loss(rec, x, reduction="sum")')],
-                             "tuned_beta = 0.0784"),
-    "log-variance": ([("z = mu + torch.exp(log_sigma) * eps", "z = mu + torch.exp(0.5 * log_sigma) * eps"),
-                      ("kl_divergence(mu, log_sigma, zeros, zeros)", "kl_divergence(mu, 0.5 * log_sigma, zeros, zeros)")], EXAMPLE_TUNED),
-}  # fmt: skip
+    "sums-over-everything": (
+        [
+            (".sum(dim=1).mean()", ".sum()"),
+            ("rec_loss = F.mse_loss(rec, x)", 'rec_loss = F.mse_loss(rec, x, reduction="sum")'),
+        ],
+        "tuned_beta = 0.0784",
+    ),
+    "log-variance": (
+        [
+            ("z = mu + torch.exp(log_sigma) * eps", "z = mu + torch.exp(0.5 * log_sigma) * eps"),
+            ("kl_divergence(mu, log_sigma, zeros, zeros)", "kl_divergence(mu, 0.5 * log_sigma, zeros, zeros)"),
+        ],
+        EXAMPLE_TUNED,
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -90,8 +119,15 @@ def test_other_loss_convention_with_its_own_beta_keeps_45(name, tmp_path, run_gr
 
 
 def test_a_hanging_train_autoencoder_costs_ae_training_only(tmp_path, run_grade):
-    folder = copy_example(tmp_path / "hang", [("    model.to(device)\n    model.train()\n    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
-                                                "    while True:\n        pass")])  # fmt: skip
+    folder = copy_example(
+        tmp_path / "hang",
+        [
+            (
+                "    model.to(device)\n    model.train()\n    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
+                "    while True:\n        pass",
+            )
+        ],
+    )
     result = run_grade(folder, train_timeout_s=40)  # the other units, on one core beside a busy one, finish well inside
     items = {i.id: i for i in result.items}
     assert items["ae_training"].status == "timeout" and items["ae_training"].points == 0

@@ -12,23 +12,50 @@ import pytest
 from tests.conftest import planted_copy
 
 PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta line, evidence it must show)
-    "no-zero-grad": (["ae_training"], [("            optimizer.zero_grad()\n            loss.backward()", "            loss.backward()")],
-                     None, "zero_grad?"),
-    "no-optimizer-step": (["ae_training"], [("            optimizer.step()\n            losses.append", "            losses.append")],
-                          None, "the weights did not change"),
-    "learning-rate-ignored": (["ae_training"], [("torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
-                                                  "torch.optim.Adam(model.parameters())\n    losses = []")],
-                              None, "passed 0.00037, optimizer ran at 0.001"),
-    "vae-loop-without-backward": (["vae_training"], [("            total_loss.backward()\n", "")], None,
-                                  "a backward pass before every step"),
+    "no-zero-grad": (
+        ["ae_training"],
+        [("            optimizer.zero_grad()\n            loss.backward()", "            loss.backward()")],
+        None,
+        "zero_grad?",
+    ),
+    "no-optimizer-step": (
+        ["ae_training"],
+        [("            optimizer.step()\n            losses.append", "            losses.append")],
+        None,
+        "the weights did not change",
+    ),
+    "learning-rate-ignored": (
+        ["ae_training"],
+        [
+            (
+                "torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
+                "torch.optim.Adam(model.parameters())\n    losses = []",
+            )
+        ],
+        None,
+        "passed 0.00037, optimizer ran at 0.001",
+    ),
+    "vae-loop-without-backward": (
+        ["vae_training"],
+        [("            total_loss.backward()\n", "")],
+        None,
+        "a backward pass before every step",
+    ),
     "tuned-beta-10": (["beta_tuning"], [], "tuned_beta = 10.0", "the posterior collapsed"),
     "tuned-beta-0": (["beta_tuning"], [], "tuned_beta = 0.0", "beta is too small"),
     # a correct sampler on a decoder that outputs 20x20: the decoder's own items, not ae_sampling
-    "decoder-20x20": (["ae_architecture", "ae_forward"],
-                      [("nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1)",
-                        "nn.ConvTranspose2d(32, 1, kernel_size=7, stride=1, padding=0)")],
-                      None, "output 20x20, expected 28x28"),
-}  # fmt: skip
+    "decoder-20x20": (
+        ["ae_architecture", "ae_forward"],
+        [
+            (
+                "nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1)",
+                "nn.ConvTranspose2d(32, 1, kernel_size=7, stride=1, padding=0)",
+            )
+        ],
+        None,
+        "output 20x20, expected 28x28",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(PLANTED))
@@ -43,7 +70,9 @@ def test_planted_training_bug_costs_exactly_its_items_and_names_the_cause(name, 
 def test_an_infinite_loop_in_a_training_loop_is_stopped_by_the_stall_watchdog(tmp_path, run_grade, grader):
     """Not by the 3,600 s ceiling: no optimizer step for [sandbox] stall_s ends the unit."""
     spin = "            losses.append(loss.item())\n            if len(losses) == 12:\n                while True:\n                    pass\n"
-    folder = planted_copy(tmp_path / "spin", [("            losses.append(loss.item())\n    return losses", spin + "    return losses")])
+    folder = planted_copy(
+        tmp_path / "spin", [("            losses.append(loss.item())\n    return losses", spin + "    return losses")]
+    )
     result = run_grade(folder)
     item = next(i for i in result.items if i.id == "ae_training")
     stall = grader.a.sandbox.stall_s

@@ -12,8 +12,8 @@ import dataclasses
 
 import pytest
 
-from harness.assignment import load_assignment, plan_layers
-from harness.checks import architecture
+from harness.config.assignment import load_assignment, plan_layers
+from harness.grading.items import architecture
 from tests.conftest import copy_example
 
 # --------------------------------------------------------------------------- synthetic observations
@@ -30,8 +30,16 @@ def _ops(layers, in_channels: int, in_resolution: int, edits: dict[int, dict] | 
             if s.kind == "linear"
             else [2, s.out_channels, s.out_resolution, s.out_resolution]
         )
-        ops.append({"op": s.kind, "in": p.in_channels, "out": out[1], "kernel": edit.get("kernel", s.kernel),
-                    "bias": s.bias, "out_shape": out})  # fmt: skip
+        ops.append(
+            {
+                "op": s.kind,
+                "in": p.in_channels,
+                "out": out[1],
+                "kernel": edit.get("kernel", s.kernel),
+                "bias": s.bias,
+                "out_shape": out,
+            }
+        )
         bn = edit.get("batch_norm", s.batch_norm)
         norm = {"op": "batch_norm", "out_shape": out}
         if bn is True:
@@ -44,11 +52,22 @@ def _ops(layers, in_channels: int, in_resolution: int, edits: dict[int, dict] | 
 
 
 def _observed(a, decoder_edits: dict[int, dict] | None = None) -> dict:
-    head = dataclasses.replace(a.model.encoder[0], kind="linear", out_channels=a.model.nz, out_resolution=1, kernel=0,
-                               batch_norm=False, activation="none", open=())  # fmt: skip
+    head = dataclasses.replace(
+        a.model.encoder[0],
+        kind="linear",
+        out_channels=a.model.nz,
+        out_resolution=1,
+        kernel=0,
+        batch_norm=False,
+        activation="none",
+        open=(),
+    )
     encoder = _ops((*a.model.encoder, head), a.data.image_channels, a.data.image_size)
-    return {"encoder_ops": encoder, "decoder_ops": _ops(a.model.decoder, a.model.nz, 1, decoder_edits),
-            "parameters": {"w": [10]}}  # fmt: skip
+    return {
+        "encoder_ops": encoder,
+        "decoder_ops": _ops(a.model.decoder, a.model.nz, 1, decoder_edits),
+        "parameters": {"w": [10]},
+    }
 
 
 @pytest.mark.parametrize("name,res", [("variant-a", 14), ("variant-b", 13)])
@@ -60,8 +79,10 @@ def test_any_kernel_and_either_batch_norm_on_the_open_layer_score_full(name, res
     assert result.points == result.max_points, result.evidence
     spec = a.model.decoder[3]
     bn = "batch-norm" if batch_norm else "no batch-norm"
-    line = (f"decoder layer 4 (conv_transpose {spec.out_channels} @ {res}x{res}): kernel {kernel}, {bn}; the handout "
-            f"leaves kernel and batch norm open, so any choice reaching {res}x{res} is accepted")  # fmt: skip
+    line = (
+        f"decoder layer 4 (conv_transpose {spec.out_channels} @ {res}x{res}): kernel {kernel}, {bn}; the handout "
+        f"leaves kernel and batch norm open, so any choice reaching {res}x{res} is accepted"
+    )
     assert line in result.evidence
 
 
@@ -105,10 +126,13 @@ def test_compare_ignores_open_fields_only():
 
 A_LAYER4 = "nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1),\n            nn.BatchNorm2d(32),\n"
 A_CHOICES = {  # (kernel, batch norm) -> the example's decoder layer 4 written that way (7x7 -> 14x14)
-    (3, True): "nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1),\n            nn.BatchNorm2d(32),\n",
+    (
+        3,
+        True,
+    ): "nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1),\n            nn.BatchNorm2d(32),\n",
     (3, False): "nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1),\n",
     (4, False): "nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1),\n",
-}  # fmt: skip
+}
 
 B_LAYER3 = {
     4: "nn.ConvTranspose2d(192, 96, 4, stride=2, padding=0)",
@@ -164,7 +188,7 @@ class Decoder(nn.Module):
 @pytest.fixture(scope="module")
 def run_check_b(mnist):
     """`harness check` bound to the variant-b assignment."""
-    from harness.checks.suite import CheckOptions, check_submission
+    from harness.grading.check import CheckOptions, check_submission
 
     b = load_assignment("variant-b")
     return lambda folder: check_submission(folder, b, mnist, CheckOptions())
@@ -189,8 +213,10 @@ def test_variant_a_open_layer_choices_keep_every_point(kernel, batch_norm, tmp_p
     result = run_check(folder)
     assert {i.id: i.points for i in result.items} == example_points, _architecture(result).evidence
     bn = "batch-norm" if batch_norm else "no batch-norm"
-    assert (f"decoder layer 4 (conv_transpose 32 @ 14x14): kernel {kernel}, {bn}; the handout leaves kernel and "
-            f"batch norm open, so any choice reaching 14x14 is accepted") in _architecture(result).evidence  # fmt: skip
+    assert (
+        f"decoder layer 4 (conv_transpose 32 @ 14x14): kernel {kernel}, {bn}; the handout leaves kernel and "
+        f"batch norm open, so any choice reaching 14x14 is accepted"
+    ) in _architecture(result).evidence
 
 
 @pytest.mark.parametrize("kernel,batch_norm", [(3, True), (3, False), (4, False)])
@@ -199,8 +225,10 @@ def test_variant_b_open_layer_choices_keep_every_point(kernel, batch_norm, tmp_p
     result = run_check_b(folder)
     assert {i.id: i.points for i in result.items} == b_points, _architecture(result).evidence
     bn = "batch-norm" if batch_norm else "no batch-norm"
-    assert (f"decoder layer 4 (conv_transpose 48 @ 13x13): kernel {kernel}, {bn}; the handout leaves kernel and "
-            f"batch norm open, so any choice reaching 13x13 is accepted") in _architecture(result).evidence  # fmt: skip
+    assert (
+        f"decoder layer 4 (conv_transpose 48 @ 13x13): kernel {kernel}, {bn}; the handout leaves kernel and "
+        f"batch norm open, so any choice reaching 13x13 is accepted"
+    ) in _architecture(result).evidence
 
 
 def test_variant_b_stated_kernel_4_at_6x6_is_required(tmp_path, run_check_b, b_points):

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from harness.assignment import Assignment, LayerSpec, load_assignment
+from harness.config.assignment import Assignment, LayerSpec, load_assignment
 
 HANDOUTS = Path(__file__).parents[2] / "shared" / "handouts"
 if not HANDOUTS.is_dir():
@@ -148,8 +148,13 @@ def parse_table(source: str, title: str) -> Table:
             op, units = core["op"], core["units"]
             kind = {"Conv2d": "conv", "ConvT2d": "conv_transpose", "Linear": "linear"}[op]
             res = int(core["res"]) if core["res"] else (1 if kind == "linear" else None)
-            layer = TableLayer(kind, int(units) if units.isdigit() else units, res,
-                               int(core["kernel"]) if core["kernel"] else None, [text])  # fmt: skip
+            layer = TableLayer(
+                kind,
+                int(units) if units.isdigit() else units,
+                res,
+                int(core["kernel"]) if core["kernel"] else None,
+                [text],
+            )
             table.entries.append(layer)
         elif shape := re.match(r"^Reshape, output shape: \((\d+), (\d+), (\d+)\)$", text):
             c, h, w = map(int, shape.groups())
@@ -203,7 +208,7 @@ def test_encoder_table_matches_the_config(name):
     check.check("model.nz", a.model.nz, int(nz[0]), nz[1])
     if len(layers) != len(a.model.encoder):
         check.fail(f"{check.config}.toml model.encoder has {len(a.model.encoder)} layers, {name}'s table {len(layers)}")
-    for i, (spec, row) in enumerate(zip(a.model.encoder, layers)):
+    for i, (spec, row) in enumerate(zip(a.model.encoder, layers, strict=False)):
         compare_layer(check, f"model.encoder[{i}]", spec, row)
     check.done()
 
@@ -238,8 +243,12 @@ def test_decoder_table_matches_the_config_and_elided_layers_are_open(name):
         i = len(before) + k
         key = f"model.decoder[{i}]"
         if i - 1 < len(mirror):
-            check.check(f"{key} (out_channels, out_resolution)", (spec.out_channels, spec.out_resolution),
-                        mirror[i - 1], "the table's '...' lines, read as the encoder's mirror")  # fmt: skip
+            check.check(
+                f"{key} (out_channels, out_resolution)",
+                (spec.out_channels, spec.out_resolution),
+                mirror[i - 1],
+                "the table's '...' lines, read as the encoder's mirror",
+            )
         unstated = {"kernel", "batch_norm"} if spec.kind != "linear" else {"batch_norm"}
         if missing := sorted(unstated - set(spec.open)):
             check.fail(f"{check.config}.toml {key}.open lacks {missing}: {name} writes this layer as '...'")
@@ -255,8 +264,12 @@ def test_decoder_table_matches_the_config_and_elided_layers_are_open(name):
 def vae_run_cells(h: Handout) -> list[str]:
     """The cells that set a VAE run's epochs / learning rate / beta (2020: the one training cell;
     2026: the calls of run_with_beta), in notebook order."""
-    return [s for s in h.sources() if re.search(r"^beta\s*=", s, flags=re.MULTILINE) and ("VAE(nz, beta)" in s or
-            re.search(r"^\S.*run_with_beta\(", s, flags=re.MULTILINE))]  # fmt: skip
+    return [
+        s
+        for s in h.sources()
+        if re.search(r"^beta\s*=", s, flags=re.MULTILINE)
+        and ("VAE(nz, beta)" in s or re.search(r"^\S.*run_with_beta\(", s, flags=re.MULTILINE))
+    ]
 
 
 def cell_beta(source: str) -> tuple[float | None, str]:
@@ -273,13 +286,17 @@ def test_ae_run_batch_size_and_workers_match(name):
     h, a = handout(name), assignment_for(name)
     check = Mismatches(name)
     ae_cell = h.cell("ae_model = AutoEncoder(nz)")
-    for key, var, cast, value in (("training.ae.epochs", "epochs", int, a.training.ae.epochs),
-                                  ("training.ae.learning_rate", "learning_rate", float, a.training.ae.learning_rate)):  # fmt: skip
+    for key, var, cast, value in (
+        ("training.ae.epochs", "epochs", int, a.training.ae.epochs),
+        ("training.ae.learning_rate", "learning_rate", float, a.training.ae.learning_rate),
+    ):
         text, line = assignment_line(ae_cell, var)
         check.check(key, value, cast(text), line)
     loader = h.cell("mnist_data_loader = ", "batch_size =")
-    for key, var, value in (("training.batch_size", "batch_size", a.training.batch_size),
-                            ("training.num_workers", "nworkers", a.training.num_workers)):  # fmt: skip
+    for key, var, value in (
+        ("training.batch_size", "batch_size", a.training.batch_size),
+        ("training.num_workers", "nworkers", a.training.num_workers),
+    ):
         text, line = assignment_line(loader, var)
         check.check(key, value, int(text), line)
     check.done()
@@ -316,8 +333,10 @@ def test_vae_runs_match(name):
     # (2020/2022 tune in the same cell); its blank epochs default to the "N epochs are appropriate" hint
     tuned = cells[-1]
     text, line = assignment_line(tuned, "learning_rate")
-    for key, value in (("training.tuned.learning_rate", a.training.tuned.learning_rate),
-                       ("training.search.learning_rate", a.training.search.learning_rate)):  # fmt: skip
+    for key, value in (
+        ("training.tuned.learning_rate", a.training.tuned.learning_rate),
+        ("training.search.learning_rate", a.training.search.learning_rate),
+    ):
         check.check(key, value, float(text), line)
     text, line = assignment_line(tuned, "epochs")
     hint = re.search(r"(\d+) epochs are appropriate", tuned)
@@ -338,8 +357,12 @@ def test_sampling_and_interpolation_match(name):
     check = Mismatches(name)
     samples = h.cell("def vis_samples")
     seed = re.search(r"torch\.Generator\(\)\.manual_seed\((\d+)\)", samples)
-    check.check("sampling.seed", a.sampling.seed, int(seed.group(1)) if seed else None,
-                seed.group(0) if seed else "vis_samples draws without a generator")  # fmt: skip
+    check.check(
+        "sampling.seed",
+        a.sampling.seed,
+        int(seed.group(1)) if seed else None,
+        seed.group(0) if seed else "vis_samples draws without a generator",
+    )
     grid = re.search(r"decoded_samples\[:(\d+)\], nrow=(\d+)", samples)
     check.check("sampling.n", a.sampling.n, int(grid.group(1)), grid.group(0))
     check.check("sampling.grid", a.sampling.grid, int(grid.group(2)), grid.group(0))
@@ -347,13 +370,16 @@ def test_sampling_and_interpolation_match(name):
     interp = h.cell("START_LABEL =", "END_LABEL =")
     start, start_line = assignment_line(interp, "START_LABEL")
     end, end_line = assignment_line(interp, "END_LABEL")
-    check.check("interpolation.pairs[0]", tuple(a.interpolation.pairs[0]), (int(start), int(end)),
-                f"{start_line} / {end_line}")  # fmt: skip
+    check.check(
+        "interpolation.pairs[0]", tuple(a.interpolation.pairs[0]), (int(start), int(end)), f"{start_line} / {end_line}"
+    )
     steps, line = assignment_line(interp, "N_INTER_STEPS")
     check.check("interpolation.steps", a.interpolation.steps, int(steps), line)
     if len(a.interpolation.pairs) < 3:
-        check.fail(f"{check.config}.toml interpolation.pairs: the write-up shows three comparisons, config has "
-                   f"{len(a.interpolation.pairs)}")  # fmt: skip
+        check.fail(
+            f"{check.config}.toml interpolation.pairs: the write-up shows three comparisons, config has "
+            f"{len(a.interpolation.pairs)}"
+        )
     check.done()
 
 
@@ -399,7 +425,7 @@ def test_questions_prompts_word_limits_and_points_match(name):
     questions = handout_questions(h)
     if len(questions) != len(a.questions):
         check.fail(f"{check.config}.toml has {len(a.questions)} questions, {name} {len(questions)}")
-    for q, hq in zip(a.questions, questions):
+    for q, hq in zip(a.questions, questions, strict=False):
         check.check(f"questions.{q.id}.prompt", q.prompt, hq.prompt, hq.text)
         check.check(f"questions.{q.id}.word_limit", q.word_limit, hq.word_limit, hq.text)
         if hq.points is not None:

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from harness.checks.suite import CODE_ITEMS
-from harness.result import write_result
+from harness.grading.check import CODE_ITEMS
+from harness.grading.result import write_result
 from tests.conftest import EXAMPLE, copy_example
 
 TIMEOUT_S = 8.0
@@ -100,7 +100,9 @@ def test_patching_torch_functions_changes_no_grade(tmp_path, run_check):
 
 
 def test_gigabytes_on_stdout_are_capped_and_cost_nothing(tmp_path, run_check, example_points):
-    flood = "import sys\n    line = 'x' * (1 << 20) + '\\n'\n    for _ in range(2048):\n        sys.stdout.write(line)\n"
+    flood = (
+        "import sys\n    line = 'x' * (1 << 20) + '\\n'\n    for _ in range(2048):\n        sys.stdout.write(line)\n"
+    )
     folder = copy_example(tmp_path / "flood", [(SAMPLING_BODY, "    " + flood + SAMPLING_BODY)])
     result = run_check(folder, timeout_s=120)
     assert points(result) == example_points
@@ -167,7 +169,9 @@ def test_missing_files_and_wrong_names_get_clear_messages(tmp_path, run_check, e
 
     renamed = copy_example(tmp_path / "renamed", [("def generate_samples(", "def gen_samples(")])
     item = next(i for i in run_check(renamed).items if i.id == "ae_sampling")
-    assert item.points == 0 and "defines no `generate_samples`" in item.evidence[0] and "gen_samples" in item.evidence[0]
+    assert (
+        item.points == 0 and "defines no `generate_samples`" in item.evidence[0] and "gen_samples" in item.evidence[0]
+    )
 
 
 def test_hostile_suite_is_large_enough():

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.sandbox import SCRATCH_PREFIX, Limits, Sandbox, protections
-from harness.sandbox_server import descendants
+from harness.sandbox.host import SCRATCH_PREFIX, Limits, Sandbox, protections
+from harness.sandbox.supervisor import descendants
 from tests.conftest import copy_example
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,13 +115,34 @@ if _got:
 def hostile_targets(untouched: dict, out: Path) -> dict[str, list[str]]:
     cache, other, reports = untouched["cache"], untouched["other"], untouched["reports"]
     home = Path.home()  # the instructor's: /root here, where the only thing visible is the way to Python
-    read = ["/etc/shadow", "/etc/gshadow", "/home", str(home / ".ssh"), str(home / ".bash_history"), str(home / ".cache"), str(ROOT / "README.md"), str(ROOT / ".git" / "config"),
-            str(ROOT / "tests" / "conftest.py"), str(other / "secret.txt"), str(other / "answers.md"),
-            str(reports / "other" / "check.json"), str(cache), str(cache / "reference" / "another-entry" / "run.json")]  # fmt: skip
-    write = [str(ROOT / ".git" / "hooks" / "post-checkout"), str(ROOT / "templates" / "planted.html"),
-             str(ROOT / "reports" / "planted.json"), str(ROOT / "harness" / "planted.py"), str(cache / "planted"),
-             str(out / "planted.json"), str(out.parent / "reports" / "planted.json"), str(reports / "other" / "check.json"),
-             f"/tmp/{SECRET}-planted", os.path.expanduser("~") + "/planted"]  # fmt: skip
+    read = [
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/home",
+        str(home / ".ssh"),
+        str(home / ".bash_history"),
+        str(home / ".cache"),
+        str(ROOT / "README.md"),
+        str(ROOT / ".git" / "config"),
+        str(ROOT / "tests" / "conftest.py"),
+        str(other / "secret.txt"),
+        str(other / "answers.md"),
+        str(reports / "other" / "check.json"),
+        str(cache),
+        str(cache / "reference" / "another-entry" / "run.json"),
+    ]
+    write = [
+        str(ROOT / ".git" / "hooks" / "post-checkout"),
+        str(ROOT / "templates" / "planted.html"),
+        str(ROOT / "reports" / "planted.json"),
+        str(ROOT / "harness" / "planted.py"),
+        str(cache / "planted"),
+        str(out / "planted.json"),
+        str(out.parent / "reports" / "planted.json"),
+        str(reports / "other" / "check.json"),
+        f"/tmp/{SECRET}-planted",
+        os.path.expanduser("~") + "/planted",
+    ]
     return {"read": read, "write": write}
 
 
@@ -133,8 +154,14 @@ def test_hostile_reads_and_writes_all_fail_and_nothing_leaks(untouched, tmp_path
     folder = copy_example(tmp_path / "hostile", append=attempts_code(hostile_targets(untouched, out / "hostile")))
     shadow = Path("/etc/shadow").read_text().splitlines()[0] if Path("/etc/shadow").exists() else "no-shadow-here"
     env = {**os.environ, "HARNESS_CACHE": str(untouched["cache"])}
-    done = subprocess.run([sys.executable, "-m", "harness", "check", str(folder), "--out", str(out)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "check", str(folder), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     result = json.loads((out / "hostile" / "check.json").read_text())
     evidence = {i["id"]: i["evidence"] for i in result["items"] if i["points"] < i["max_points"]}
     assert evidence == {}, evidence
@@ -171,8 +198,23 @@ def test_student_code_never_runs_as_root_and_sees_only_its_view(assignment, tmp_
         assert o.ok, (o.error, o.stderr)
         view = json.loads(o.stdout.split("VIEW", 1)[1])
         assert view["uid"] != 0 and view["euid"] != 0
-        assert set(view["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "sandbox",
-                                     "sbin", "sys", "tmp", "usr", *Path(ROOT).parts[1:2]}  # fmt: skip
+        assert set(view["root"]) <= {
+            "bin",
+            "dev",
+            "etc",
+            "lib",
+            "lib32",
+            "lib64",
+            "libx32",
+            "proc",
+            "root",
+            "sandbox",
+            "sbin",
+            "sys",
+            "tmp",
+            "usr",
+            *Path(ROOT).parts[1:2],
+        }
         assert "home" not in view["root"] and view["cwd"] == "/tmp/work" and view["home"].startswith("/tmp")
         assert view["cwd_files"] == ["submission.py", "written-in-cwd.txt"]  # fresh each unit: one file, written now
 
@@ -216,9 +258,24 @@ def test_sigkill_of_grade_mid_unit_leaves_no_sandbox_process(tmp_path, grader, s
 
     folder = copy_example(tmp_path / "spinner", append="while True:\n    pass\n")
     env = {**os.environ, "HARNESS_CACHE": str(session_cache)}
-    grade = subprocess.Popen([sys.executable, "-m", "harness", "grade", str(folder), "--profile", "smoke", "--out",
-                              str(tmp_path / "out"), "-q"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
+    grade = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "grade",
+            str(folder),
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path / "out"),
+            "-q",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     marker = f"{SCRATCH_PREFIX}{grade.pid}-"
     started = lambda: any(Path(tempfile.gettempdir()).glob(f"{marker}*/out/*.pt"))  # noqa: E731  (the supervisor opened a unit's file)
     try:
@@ -252,7 +309,7 @@ import json, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
 import torch
-from harness.sandbox import Limits, Sandbox, protections
+from harness.sandbox.host import Limits, Sandbox, protections
 p = protections()
 with Sandbox(Path({sub!r}), {assignment!r}, "submission.py", {{}}, 64, {{"x": torch.zeros(1)}}) as box:
     o = box.run("import", "import", Limits(60, 3000))
@@ -304,8 +361,12 @@ def test_as_a_normal_user_student_code_runs_as_nobody_in_a_user_namespace(assign
         reach = reachable_for_others([Path(sys.base_prefix), Path(sys.prefix), ROOT], base)
         drop = "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all"
         env = f"env -i PATH=/usr/bin:/bin HOME={base}/home TMPDIR={base}/tmp"
-        done = subprocess.run(["unshare", "-m", "sh", "-c", f"{reach}exec {drop} {env} {sys.executable} {base}/run.py"],
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"{reach}exec {drop} {env} {sys.executable} {base}/run.py"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if "RESULT" not in done.stdout and "Permission denied" in done.stderr:
             pytest.skip(f"user nobody cannot read this checkout or virtual environment: {done.stderr[-300:]}")
         assert "RESULT" in done.stdout, done.stderr[-3000:]

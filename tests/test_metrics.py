@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.metrics import active_units, coverage, frechet_distance, path_quality
+from harness.ml.metrics import active_units, coverage, frechet_distance, path_quality
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():

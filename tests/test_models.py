@@ -2,13 +2,17 @@ import pytest
 import torch
 from torch import nn
 
-from harness.assignment import load_assignment
-from harness.models import VAE, AutoEncoder, gaussian_kl, kl_to_prior
+from harness.config.assignment import load_assignment
+from harness.ml.models import VAE, AutoEncoder, gaussian_kl, kl_to_prior
 
 
 def _observed_resolutions(model: nn.Sequential, x: torch.Tensor, kind) -> list[tuple[int, int]]:
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((o.shape[1], o.shape[-1]))) for m in model if isinstance(m, kind)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: seen.append((o.shape[1], o.shape[-1])))
+        for m in model
+        if isinstance(m, kind)
+    ]
     model(x)
     for h in hooks:
         h.remove()

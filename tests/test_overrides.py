@@ -1,4 +1,4 @@
-"""Instructors' overrides (harness.overrides): validation, merging, the flag after a regrade,
+"""Instructors' overrides (harness.course.overrides): validation, merging, the flag after a regrade,
 grades.csv and the instructor report. No training: each course is a tmp folder of copies of
 the stored fixture result (tests/fixtures/example-smoke/result.json), edited per test."""
 
@@ -13,17 +13,34 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.batch import grade_rows, write_grades
-from harness.overrides import (BASIS_NAME, OVERRIDES_NAME, OverridesError, apply_overrides, check_course,
-                               load_overrides, merge, parse_overrides, reports_to_refresh, rubric_points)  # fmt: skip
-from harness.rubric import status_for
+from harness.course.batch import grade_rows, write_grades
+from harness.course.overrides import (
+    BASIS_NAME,
+    OVERRIDES_NAME,
+    OverridesError,
+    apply_overrides,
+    check_course,
+    load_overrides,
+    merge,
+    parse_overrides,
+    reports_to_refresh,
+    rubric_points,
+)
+from harness.grading.rubric import status_for
 
 FIXTURE = Path(__file__).parent / "fixtures" / "example-smoke"
 HEADER = "submission,item,points,comment\n"
 
 
-def store(out: Path, sid: str, points: dict[str, float] | None = None, statuses: dict[str, str] | None = None,
-          created: str = "2026-01-01T00:00:00+00:00", student: str = "Ada Example", student_id: str = "a1") -> Path:  # fmt: skip
+def store(
+    out: Path,
+    sid: str,
+    points: dict[str, float] | None = None,
+    statuses: dict[str, str] | None = None,
+    created: str = "2026-01-01T00:00:00+00:00",
+    student: str = "Ada Example",
+    student_id: str = "a1",
+) -> Path:
     """``<out>/<sid>/result.json``: the fixture result with some items' automatic points (status
     from the points unless given) and a fresh ``created``, as a (re)grade would write it."""
     r = json.loads((FIXTURE / "result.json").read_text())
@@ -59,21 +76,48 @@ def rubric(assignment) -> dict[str, float]:
 # --------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("text, message", [
-    (HEADER + "s1,no_such_item,1,\n", r"overrides\.csv:2: unknown item 'no_such_item'\. Fix: use one of the rubric's item ids: ae_architecture, "),
-    (HEADER + "s1,ae_training,four,\n", r"overrides\.csv:2: points 'four' is not a number\. Fix: write the points as a number from 0 to 6"),
-    (HEADER + "s1,ae_training,,\n", r"overrides\.csv:2: points '' is not a number\."),
-    (HEADER + "s1,ae_training,nan,\n", r"overrides\.csv:2: points 'nan' is not a number\."),
-    (HEADER + "s1,ae_training,-1,\n", r"overrides\.csv:2: points -1 for ae_training are outside 0\.\.6\. Fix: write a number from 0 to 6"),
-    (HEADER + "s1,ae_training,6.5,\n", r"overrides\.csv:2: points 6\.5 for ae_training are outside 0\.\.6\."),
-    (HEADER + "s1,ae_training,4,\n\ns1,ae_training,5,again\n", r"overrides\.csv:4: a second override of ae_training for s1 \(the first is on line 2\)\. Fix: keep one row per submission and item"),
-    (HEADER + "s1,ae_training,4,too,many\n", r"overrides\.csv:2: 5 fields, the header has 4\. Fix: quote a comment"),
-    (HEADER + ",ae_training,4,\n", r"overrides\.csv:2: the submission is empty\."),
-    ("submission,item,points,comment,grader\ns1,ae_training,4,,me\n", r"overrides\.csv:1: header .*: unknown column grader\. Fix: the header line must be exactly submission,item,points,comment"),
-    ("submission,item,points\ns1,ae_training,4\n", r"overrides\.csv:1: header .*: missing column comment\."),
-    ("s1,ae_training,4,ok\n", r"overrides\.csv:1: header .*: missing columns submission, item, points, comment; unknown columns s1, ae_training, 4, ok\."),
-    ("", r"overrides\.csv:1: no header line\. Fix: start the file with the header line submission,item,points,comment"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            HEADER + "s1,no_such_item,1,\n",
+            r"overrides\.csv:2: unknown item 'no_such_item'\. Fix: use one of the rubric's item ids: ae_architecture, ",
+        ),
+        (
+            HEADER + "s1,ae_training,four,\n",
+            r"overrides\.csv:2: points 'four' is not a number\. Fix: write the points as a number from 0 to 6",
+        ),
+        (HEADER + "s1,ae_training,,\n", r"overrides\.csv:2: points '' is not a number\."),
+        (HEADER + "s1,ae_training,nan,\n", r"overrides\.csv:2: points 'nan' is not a number\."),
+        (
+            HEADER + "s1,ae_training,-1,\n",
+            r"overrides\.csv:2: points -1 for ae_training are outside 0\.\.6\. Fix: write a number from 0 to 6",
+        ),
+        (HEADER + "s1,ae_training,6.5,\n", r"overrides\.csv:2: points 6\.5 for ae_training are outside 0\.\.6\."),
+        (
+            HEADER + "s1,ae_training,4,\n\ns1,ae_training,5,again\n",
+            r"overrides\.csv:4: a second override of ae_training for s1 \(the first is on line 2\)\. Fix: keep one row per submission and item",
+        ),
+        (
+            HEADER + "s1,ae_training,4,too,many\n",
+            r"overrides\.csv:2: 5 fields, the header has 4\. Fix: quote a comment",
+        ),
+        (HEADER + ",ae_training,4,\n", r"overrides\.csv:2: the submission is empty\."),
+        (
+            "submission,item,points,comment,grader\ns1,ae_training,4,,me\n",
+            r"overrides\.csv:1: header .*: unknown column grader\. Fix: the header line must be exactly submission,item,points,comment",
+        ),
+        ("submission,item,points\ns1,ae_training,4\n", r"overrides\.csv:1: header .*: missing column comment\."),
+        (
+            "s1,ae_training,4,ok\n",
+            r"overrides\.csv:1: header .*: missing columns submission, item, points, comment; unknown columns s1, ae_training, 4, ok\.",
+        ),
+        (
+            "",
+            r"overrides\.csv:1: no header line\. Fix: start the file with the header line submission,item,points,comment",
+        ),
+    ],
+)
 def test_each_invalid_overrides_csv_is_refused_with_file_line_and_fix(tmp_path, rubric, text, message):
     path = tmp_path / OVERRIDES_NAME
     path.write_text(text, encoding="utf-8")
@@ -93,7 +137,9 @@ def test_every_bad_row_is_reported_at_once_one_line_each(tmp_path, rubric):
 def test_a_file_that_is_not_utf8_is_refused_with_the_fix(tmp_path, rubric):
     path = tmp_path / OVERRIDES_NAME
     path.write_bytes(HEADER.encode() + "s1,ae_training,4,Überprüft\n".encode("latin-1"))
-    with pytest.raises(OverridesError, match=r"overrides\.csv: not UTF-8 text \(byte \d+\)\. Fix: save it as CSV UTF-8"):
+    with pytest.raises(
+        OverridesError, match=r"overrides\.csv: not UTF-8 text \(byte \d+\)\. Fix: save it as CSV UTF-8"
+    ):
         load_overrides(path, rubric)
 
 
@@ -106,7 +152,7 @@ def test_a_submission_not_in_the_course_is_a_warning_not_an_error(tmp_path, rubr
 
 def test_a_byte_order_mark_blank_lines_quoted_commas_and_spaces_are_accepted(tmp_path, rubric):
     path = tmp_path / OVERRIDES_NAME
-    path.write_bytes("\ufeffsubmission, item ,points,comment\n\n s1 ,ae_training, 4.5 ,\"Überprüft, ok\"\n".encode())
+    path.write_bytes('\ufeffsubmission, item ,points,comment\n\n s1 ,ae_training, 4.5 ,"Überprüft, ok"\n'.encode())
     o = load_overrides(path, rubric).of("s1")["ae_training"]
     assert (o.points, o.comment, o.line) == (4.5, "Überprüft, ok", 3)
 
@@ -117,7 +163,9 @@ def test_no_file_means_no_overrides(tmp_path, rubric):
 
 def test_the_batch_check_raises_for_an_invalid_file_and_returns_warnings_otherwise(tmp_path, assignment):
     overrides(tmp_path, "ghost,ae_training,4,")
-    assert check_course(tmp_path, ["s1"], assignment) == [f"{tmp_path / OVERRIDES_NAME}:2: submission 'ghost' is not in this course; the row applies to nothing"]
+    assert check_course(tmp_path, ["s1"], assignment) == [
+        f"{tmp_path / OVERRIDES_NAME}:2: submission 'ghost' is not in this course; the row applies to nothing"
+    ]
     overrides(tmp_path, "s1,ae_training,40,")
     with pytest.raises(OverridesError, match="outside 0..6"):
         check_course(tmp_path, ["s1"], assignment)
@@ -131,10 +179,15 @@ def test_the_cli_refuses_a_batch_before_grading_when_overrides_csv_is_invalid(tm
     out.mkdir()
     overrides(out, "s1,ae_training,7,")
     assert _check_overrides(out, tmp_path / "subs", assignment) is True
-    assert "error: " + str(out / OVERRIDES_NAME) + ":2: points 7 for ae_training are outside 0..6" in capsys.readouterr().err
+    assert (
+        "error: " + str(out / OVERRIDES_NAME) + ":2: points 7 for ae_training are outside 0..6"
+        in capsys.readouterr().err
+    )
     overrides(out, "s1,ae_training,5,", "s9,ae_training,5,")
     assert _check_overrides(out, tmp_path / "subs", assignment) is False
-    assert "warning: " + str(out / OVERRIDES_NAME) + ":3: submission 's9' is not in this course" in capsys.readouterr().err
+    assert (
+        "warning: " + str(out / OVERRIDES_NAME) + ":3: submission 's9' is not in this course" in capsys.readouterr().err
+    )
 
 
 # --------------------------------------------------------------------------- merging
@@ -143,16 +196,29 @@ def test_the_cli_refuses_a_batch_before_grading_when_overrides_csv_is_invalid(tm
 def test_merge_sets_the_points_status_and_total_and_records_the_automatic_result(tmp_path, rubric):
     result = json.loads((store(tmp_path, "s1", {"ae_training": 4}) / "result.json").read_text())
     before = json.dumps(result)
-    merged = merge(result, parse_overrides(HEADER + "s1,ae_training,6,re-ran: fine\n", tmp_path / OVERRIDES_NAME, rubric).of("s1"))
+    merged = merge(
+        result, parse_overrides(HEADER + "s1,ae_training,6,re-ran: fine\n", tmp_path / OVERRIDES_NAME, rubric).of("s1")
+    )
     item = next(i for i in merged["items"] if i["id"] == "ae_training")
     assert (item["points"], item["status"]) == (6.0, "pass")
-    assert item["override"] == {"points": 6.0, "comment": "re-ran: fine", "auto_points": 4.0, "auto_status": "partial", "changed": ""}
+    assert item["override"] == {
+        "points": 6.0,
+        "comment": "re-ran: fine",
+        "auto_points": 4.0,
+        "auto_status": "partial",
+        "changed": "",
+    }
     assert (merged["total"], merged["auto_total"], merged["flags"]) == (45.0, 43.0, [])
     assert json.dumps(result) == before  # the stored result is not touched
 
 
 def test_an_override_resolves_review_and_error_statuses_from_its_points(tmp_path, assignment):
-    store(tmp_path, "s1", {"ae_sampling_answer": 1}, statuses={"ae_sampling_answer": "needs_review", "vae_training": "error"})
+    store(
+        tmp_path,
+        "s1",
+        {"ae_sampling_answer": 1},
+        statuses={"ae_sampling_answer": "needs_review", "vae_training": "error"},
+    )
     assert row(grade_rows(tmp_path, ["s1"], assignment), "s1")["status"] == "error"
     overrides(tmp_path, "s1,ae_sampling_answer,1.5,read it", "s1,vae_training,0,crashes on a GPU")
     r = row(grade_rows(tmp_path, ["s1"], assignment), "s1")
@@ -166,8 +232,13 @@ def test_a_regrade_keeps_the_override_and_flags_the_changed_automatic_result(tmp
     first = row(grade_rows(tmp_path, ["s1"], assignment), "s1")
     assert (first["ae_training"], first["total"], first["flags"]) == (5.0, 44.0, "")
     basis = json.loads((tmp_path / "s1" / BASIS_NAME).read_text())["items"]["ae_training"]
-    assert basis == {"points": 5.0, "comment": "loop is fine; curve is noisy", "auto_points": 4.0, "auto_status": "partial",
-                     "result_created": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+    assert basis == {
+        "points": 5.0,
+        "comment": "loop is fine; curve is noisy",
+        "auto_points": 4.0,
+        "auto_status": "partial",
+        "result_created": "2026-01-01T00:00:00+00:00",
+    }
 
     store(tmp_path, "s1", {"ae_training": 6}, created="2026-02-01T00:00:00+00:00")  # the regrade rewrites result.json
     again = row(grade_rows(tmp_path, ["s1"], assignment), "s1")
@@ -252,13 +323,20 @@ def test_grades_csv_rows_include_the_overrides(tmp_path, assignment):
     table = pd.read_csv(write_grades(tmp_path, grade_rows(tmp_path, ["s1", "s2"], assignment)), keep_default_na=False)
     assert list(table.columns[-4:]) == ["max_total", "status", "flags", "overridden"]
     s1, s2 = table.set_index("id").loc["s1"], table.set_index("id").loc["s2"]
-    assert (s1["ae_training"], s1["interpolation"], s1["total"], s1["overridden"]) == (6.0, 1.0, 43.0, "ae_training; interpolation")
+    assert (s1["ae_training"], s1["interpolation"], s1["total"], s1["overridden"]) == (
+        6.0,
+        1.0,
+        43.0,
+        "ae_training; interpolation",
+    )
     assert (s2["ae_training"], s2["total"], s2["overridden"]) == (4.0, 43.0, "")
 
 
 def test_an_error_row_says_its_overrides_wait_for_a_result(tmp_path, assignment):
     (tmp_path / "s1").mkdir()
-    (tmp_path / "s1" / "error.json").write_text(json.dumps({"id": "s1", "error": "RuntimeError: boom", "traceback": ""}))
+    (tmp_path / "s1" / "error.json").write_text(
+        json.dumps({"id": "s1", "error": "RuntimeError: boom", "traceback": ""})
+    )
     overrides(tmp_path, "s1,ae_training,6,")
     r = row(grade_rows(tmp_path, ["s1"], assignment), "s1")
     assert (r["status"], r["flags"]) == ("error", "RuntimeError: boom; overrides wait for a result: ae_training")
@@ -273,7 +351,7 @@ def test_an_invalid_overrides_csv_leaves_the_automatic_grades_and_says_so(tmp_pa
 
 
 def test_summary_html_marks_overridden_points(tmp_path, assignment):
-    from harness.summary import write_summary
+    from harness.course.summary import write_summary
 
     store(tmp_path, "s1", {"ae_training": 4})
     overrides(tmp_path, "s1,ae_training,5,")
@@ -296,19 +374,21 @@ def text_of(html: str) -> str:
 
 
 def test_the_report_shows_the_override_its_comment_the_automatic_points_and_the_overridden_total(tmp_path):
-    from harness.render import render_html
+    from harness.documents.render import render_html
 
     folder = report_folder(tmp_path)
     overrides(tmp_path, "s1,ae_training,4,Loop skips the last batch; -2")
     text = text_of(render_html(folder, "report"))
     assert "Total 43 / 45" in text
     assert "1 instructor override (automatic total 45)" in text
-    assert "AE training loop Instructor override: Loop skips the last batch; -2 (automatic: 6, pass) 4* 6 partial" in text
+    assert (
+        "AE training loop Instructor override: Loop skips the last batch; -2 (automatic: 6, pass) 4* 6 partial" in text
+    )
     assert "Instructor override: 4 instead of the automatic 6 (pass): Loop skips the last batch; -2." in text
 
 
 def test_the_report_shows_the_change_flag_after_a_regrade(tmp_path):
-    from harness.render import render_html
+    from harness.documents.render import render_html
 
     folder = report_folder(tmp_path)
     overrides(tmp_path, "s1,ae_training,4,")
@@ -324,7 +404,7 @@ def test_the_report_shows_the_change_flag_after_a_regrade(tmp_path):
 def test_an_invalid_overrides_csv_is_an_error_in_the_report_with_the_automatic_points(tmp_path, monkeypatch):
     import weasyprint
 
-    from harness.render import render_here
+    from harness.documents.render import render_here
 
     class NoPdf:  # the PDF is not what this test is about
         def __init__(self, **_):
@@ -409,7 +489,7 @@ def test_submissions_without_a_report_or_with_an_error_are_not_listed(tmp_path, 
 
 
 def test_a_rendered_report_is_no_longer_stale(tmp_path, assignment):
-    from harness.render import render_html
+    from harness.documents.render import render_html
 
     folder = report_folder(tmp_path)
     overrides(tmp_path, "s1,ae_training,4,")

@@ -6,14 +6,16 @@ import sys
 import pytest
 import torch
 
-from harness import metrics
-from harness.reference import _measure, _train_run, build_reference, load_model, table
-from harness.training import resolve_device
+from harness.ml import metrics
+from harness.ml.training import resolve_device
+from harness.reference.build import _measure, _train_run, build_reference, load_model, table
 
 
 @pytest.fixture(scope="module")
 def smoke(assignment, mnist, session_cache):
-    return build_reference(assignment, assignment.profile("smoke"), mnist, torch.device("cpu"), session_cache, quiet=True)
+    return build_reference(
+        assignment, assignment.profile("smoke"), mnist, torch.device("cpu"), session_cache, quiet=True
+    )
 
 
 def test_reference_shows_what_the_homework_teaches(smoke, assignment):
@@ -44,8 +46,8 @@ def test_reference_records_curves_and_calibration(smoke, assignment):
 
 
 def test_a_rerun_of_a_smoke_run_gives_identical_metrics(smoke, assignment, mnist, session_cache):
-    from harness.data import subset
-    from harness.reference import load_or_train_classifier
+    from harness.ml.data import subset
+    from harness.reference.build import load_or_train_classifier
 
     spec = assignment.training.fixed[1]
     recorded = smoke.run(spec.name)
@@ -59,7 +61,9 @@ def test_a_rerun_of_a_smoke_run_gives_identical_metrics(smoke, assignment, mnist
 
 
 def test_a_second_build_answers_from_the_cache_with_the_same_models(smoke, assignment, mnist, session_cache):
-    again = build_reference(assignment, assignment.profile("smoke"), mnist, torch.device("cpu"), session_cache, quiet=True)
+    again = build_reference(
+        assignment, assignment.profile("smoke"), mnist, torch.device("cpu"), session_cache, quiet=True
+    )
     assert again.from_cache
     assert again.key == smoke.key and again.tuned_beta == smoke.tuned_beta
     assert [r.test_mse for r in again.runs] == [r.test_mse for r in smoke.runs]
@@ -69,8 +73,22 @@ def test_a_second_build_answers_from_the_cache_with_the_same_models(smoke, assig
 
 def test_cli_reference_reads_the_cache_and_prints_the_table(smoke, session_cache):
     out = subprocess.run(
-        [sys.executable, "-m", "harness", "reference", "--profile", "smoke", "--device", "cpu", "--cache", str(session_cache), "-q"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "reference",
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+            "--cache",
+            str(session_cache),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "(read from cache)" in out.stdout and "beta-10" in out.stdout and "tuned beta" in out.stdout

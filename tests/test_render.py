@@ -22,15 +22,21 @@ import torch
 from pypdf import PdfReader
 from pypdf.generic import ContentStream
 
-from harness import artifacts, figures
 from harness.cli import main
-from harness.render import DOCUMENTS, documents_in, render_folder, render_html, templates_dir
+from harness.documents import figures
+from harness.documents.render import DOCUMENTS, documents_in, render_folder, render_html, templates_dir
+from harness.grading import artifacts
 from tests.conftest import EXAMPLE
 
 FIXTURE = Path(__file__).parent / "fixtures" / "example-smoke"
 ROOT = Path(__file__).resolve().parent.parent
-SEED_ORDER = ["1. Auto-encoder samples", "2. VAE training curves, reconstructions and samples", "3. Answers to the VAE questions",
-              "4. Interpolation: AE and VAE embeddings", "5. Interpolation answer"]  # fmt: skip
+SEED_ORDER = [
+    "1. Auto-encoder samples",
+    "2. VAE training curves, reconstructions and samples",
+    "3. Answers to the VAE questions",
+    "4. Interpolation: AE and VAE embeddings",
+    "5. Interpolation answer",
+]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +70,7 @@ def assert_in_order(text: str, needles: list[str]) -> None:
     text, at = text.lower(), 0
     for needle in (n.lower() for n in needles):
         found = text.find(needle, at)
-        assert found >= 0, f"{needle!r} missing after position {at}: ...{text[at:at + 200]}..."
+        assert found >= 0, f"{needle!r} missing after position {at}: ...{text[at : at + 200]}..."
         at = found + len(needle)
 
 
@@ -77,14 +83,30 @@ def seed_needles(result: dict) -> list[str]:
     """Headings, the tuned beta and each answer, in the seed's order."""
     ans = {k: " ".join(a["text"].split()[:6]) for k, a in result["answers"].items()}
     beta = f"{result['submission']['tuned_beta']:g}"
-    return [SEED_ORDER[0], ans["ae-samples"], SEED_ORDER[1], "β = 0", "β = 10", f"Tuned β = {beta}", SEED_ORDER[2],
-            ans["beta-0"], ans["beta-10"], ans["well-tuned"], SEED_ORDER[3], "Comparison 3", SEED_ORDER[4], ans["interpolation"]]  # fmt: skip
+    return [
+        SEED_ORDER[0],
+        ans["ae-samples"],
+        SEED_ORDER[1],
+        "β = 0",
+        "β = 10",
+        f"Tuned β = {beta}",
+        SEED_ORDER[2],
+        ans["beta-0"],
+        ans["beta-10"],
+        ans["well-tuned"],
+        SEED_ORDER[3],
+        "Comparison 3",
+        SEED_ORDER[4],
+        ans["interpolation"],
+    ]
 
 
 def test_write_up_pdf_has_every_section_the_tuned_beta_and_each_answer_in_the_seeds_order(rendered):
     result = json.loads((rendered / "write-up.json").read_text())
     text = pdf_text(rendered / "write-up.pdf")
-    assert_in_order(text, ["Write-up", result["assignment"]["title"], result["submission"]["student"], *seed_needles(result)])
+    assert_in_order(
+        text, ["Write-up", result["assignment"]["title"], result["submission"]["student"], *seed_needles(result)]
+    )
     for a in result["answers"].values():
         assert f"{a['words']} / {a['limit']} words" in text
 
@@ -98,9 +120,22 @@ def test_report_pdf_has_the_total_rubric_metrics_write_up_and_evidence_in_order(
     result = json.loads((rendered / "result.json").read_text())
     text = pdf_text(rendered / "report.pdf")
     total = f"{result['total']:g} / {result['max_total']:g}"
-    assert_in_order(text, ["Grade report", f"Total {total}", *(i["title"] for i in result["items"]), "Measured against the reference",
-                           "Student's β", *seed_needles(result), "Evidence per item", "Run details", "Protections in force",
-                           "Timings", "Versions"])  # fmt: skip
+    assert_in_order(
+        text,
+        [
+            "Grade report",
+            f"Total {total}",
+            *(i["title"] for i in result["items"]),
+            "Measured against the reference",
+            "Student's β",
+            *seed_needles(result),
+            "Evidence per item",
+            "Run details",
+            "Protections in force",
+            "Timings",
+            "Versions",
+        ],
+    )
 
 
 def test_report_pdf_adds_the_beta_search_kl_embedding_and_reference_sample_figures(rendered):
@@ -153,7 +188,9 @@ def test_a_run_that_did_not_finish_is_shown_with_its_reason_and_the_rest_still_r
     result["runs"]["tuned"] = {**result["runs"]["tuned"], "status": "timeout", "error": "it ran past the limit (20 s)"}
     result["answers"]["beta-10"]["words"] = 250
     (folder / "write-up.json").write_text(json.dumps(result))
-    arrays = {k: v for k, v in artifacts.load_artifacts(folder / "write-up.npz").items() if not k.startswith("run/tuned/")}
+    arrays = {
+        k: v for k, v in artifacts.load_artifacts(folder / "write-up.npz").items() if not k.startswith("run/tuned/")
+    }
     artifacts.write_artifacts(folder / "write-up.npz", arrays)
     html = re.sub(r"\s+", " ", render_html(folder, "write-up"))
     assert "No training curves:</strong> the run ended: timeout — it ran past the limit (20 s)" in html
@@ -222,10 +259,18 @@ def test_artefacts_round_trip_and_refuse_pickled_objects(tmp_path):
 
 
 def test_run_arrays_keep_what_the_documents_show():
-    value = {"samples": torch.rand(100, 1, 4, 4), "reconstructions": torch.rand(30, 1, 4, 4), "paths": torch.rand(3, 5, 1, 4, 4),
-             "q": torch.randn(30, 4), "run": {"curves": {"rec": [1.0, float("nan")], "kl": [2.0, 1.0]}}}  # fmt: skip
+    value = {
+        "samples": torch.rand(100, 1, 4, 4),
+        "reconstructions": torch.rand(30, 1, 4, 4),
+        "paths": torch.rand(3, 5, 1, 4, 4),
+        "q": torch.randn(30, 4),
+        "run": {"curves": {"rec": [1.0, float("nan")], "kl": [2.0, 1.0]}},
+    }
     out = artifacts.run_arrays("tuned", value, "vae", 2, 16, [0.5, 0.1], embed=True)
-    assert out["run/tuned/samples"].shape == (16, 1, 4, 4) and out["run/tuned/reconstructions"].shape[0] == artifacts.SHOWN_INPUTS
+    assert (
+        out["run/tuned/samples"].shape == (16, 1, 4, 4)
+        and out["run/tuned/reconstructions"].shape[0] == artifacts.SHOWN_INPUTS
+    )
     assert np.isnan(out["run/tuned/curve_rec"][1]) and out["run/tuned/embedding"].shape == (30, 2)
     assert "run/tuned/embedding" not in artifacts.run_arrays("tuned", value, "vae", 2, 16)
 
@@ -233,7 +278,13 @@ def test_run_arrays_keep_what_the_documents_show():
 def test_tile_lays_images_out_in_rows_with_white_gaps():
     images = np.stack([np.full((1, 2, 2), v, np.uint8) for v in (10, 20, 30)])
     mosaic = figures.tile(images, cols=2, gap=1)
-    assert mosaic.shape == (5, 5) and mosaic[0, 0] == 10 and mosaic[0, 3] == 20 and mosaic[3, 0] == 30 and mosaic[0, 2] == 255
+    assert (
+        mosaic.shape == (5, 5)
+        and mosaic[0, 0] == 10
+        and mosaic[0, 3] == 20
+        and mosaic[3, 0] == 30
+        and mosaic[0, 2] == 255
+    )
 
 
 def test_figures_are_png_images():
@@ -242,14 +293,37 @@ def test_figures_are_png_images():
 
 
 def test_report_trains_the_example_with_its_own_code_and_writes_the_write_up(tmp_path, session_cache, mnist):
-    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(EXAMPLE), "--profile", "smoke", "--device", "cpu",
-                           "--cache", str(session_cache), "--out", str(tmp_path), "-q"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "report",
+            str(EXAMPLE),
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+            "--cache",
+            str(session_cache),
+            "--out",
+            str(tmp_path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = tmp_path / "example"
     result = json.loads((folder / "write-up.json").read_text())
     assert result["kind"] == "write-up" and result["profile"] == "smoke"
-    assert {n: r["status"] for n, r in result["runs"].items()} == {"ae": "ok", "beta-0": "ok", "beta-10": "ok", "tuned": "ok"}
+    assert {n: r["status"] for n, r in result["runs"].items()} == {
+        "ae": "ok",
+        "beta-0": "ok",
+        "beta-10": "ok",
+        "tuned": "ok",
+    }
     assert f"written: {folder / 'write-up.pdf'}" in proc.stdout
     assert_in_order(pdf_text(folder / "write-up.pdf"), seed_needles(result))
     assert pdf_images(folder / "write-up.pdf") == 1 + 3 * 3 + 3

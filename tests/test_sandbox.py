@@ -7,8 +7,8 @@ import pickle
 
 import torch
 
-from harness.sandbox import _load_value, private_copy, protections
-from harness.sandbox_server import CappedReader
+from harness.sandbox.host import _load_value, private_copy, protections
+from harness.sandbox.supervisor import CappedReader
 
 
 def test_capped_reader_keeps_head_and_tail_of_a_flood():
@@ -60,7 +60,7 @@ def test_protections_say_what_is_in_force():
 def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monkeypatch, assignment):
     import socket
 
-    from harness.sandbox import Limits, Sandbox
+    from harness.sandbox.host import Limits, Sandbox
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -83,8 +83,8 @@ def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monke
 
 
 def test_training_limits_scale_with_the_reference_between_floor_and_ceiling(assignment):
-    from harness.grade import training_limits
-    from harness.sandbox import Limits
+    from harness.grading.grade import training_limits
+    from harness.sandbox.host import Limits
 
     s, base = assignment.sandbox, Limits(1.0, 3000)
     fast = training_limits(base, assignment, 5.0, None, student_loop=True)

@@ -1,4 +1,4 @@
-"""The starter submission (harness/starter.py): rendered from the config, valid, unsolved, never overwrites."""
+"""The starter submission (harness/submission/starter.py): rendered from the config, valid, unsolved, never overwrites."""
 
 import ast
 import dataclasses
@@ -8,8 +8,8 @@ import tomllib
 
 import pytest
 
-from harness.assignment import load_assignment
-from harness.starter import render_starter, write_starter
+from harness.config.assignment import load_assignment
+from harness.submission.starter import render_starter, write_starter
 
 FUNCTIONS = {
     "make_data_loader": ("dataset", 64, 0),
@@ -97,7 +97,7 @@ def test_submission_toml_parses_with_the_students_details(assignment, tmp_path):
     write_starter(assignment, tmp_path, student='Ada "Q" Lovelace', student_id="ada-1")
     meta = tomllib.loads((tmp_path / "submission.toml").read_text())
     assert meta == {"student": 'Ada "Q" Lovelace', "student_id": "ada-1", "tuned_beta": 0.0}
-    assert "(Ada \"Q\" Lovelace)" in (tmp_path / "answers.md").read_text().splitlines()[0]
+    assert '(Ada "Q" Lovelace)' in (tmp_path / "answers.md").read_text().splitlines()[0]
 
 
 def test_refuses_to_overwrite_any_existing_file(assignment, tmp_path):

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.checks.answers import KEYWORD_EVIDENCE, check_answer, reads_as_keywords
-from harness.checks.suite import score_answers
-from harness.submission import (
-    MAX_ANSWERS_BYTES, MAX_CODE_BYTES, MAX_FOLDER_BYTES, content_hash, detect_encoding, load_submission, read_capped,
-)  # fmt: skip
+from harness.grading.check import score_answers
+from harness.grading.items.answers import KEYWORD_EVIDENCE, check_answer, reads_as_keywords
+from harness.submission.folder import (
+    MAX_ANSWERS_BYTES,
+    MAX_CODE_BYTES,
+    MAX_FOLDER_BYTES,
+    content_hash,
+    detect_encoding,
+    load_submission,
+    read_capped,
+)
 from tests.conftest import EXAMPLE, EXAMPLE_TUNED, copy_example
 
 SECRET = "PRIVATE-SOLUTION-7f3a"
@@ -149,8 +155,15 @@ def test_bytes_that_are_not_cp1252_fall_back_to_latin1():
     assert detect_encoding("café".encode("latin-1") + b"\x81") == "latin-1"
 
 
-@pytest.mark.parametrize("encoding, named", [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16 (little-endian"),
-                                             ("utf-16-be", "UTF-16 (big-endian"), ("utf-32", "UTF-32")])  # fmt: skip
+@pytest.mark.parametrize(
+    "encoding, named",
+    [
+        ("utf-16", "UTF-16"),
+        ("utf-16-le", "UTF-16 (little-endian"),
+        ("utf-16-be", "UTF-16 (big-endian"),
+        ("utf-32", "UTF-32"),
+    ],
+)
 def test_utf16_and_utf32_answers_are_decoded_and_named(tmp_path, assignment, encoding, named):
     folder = copy_example(tmp_path / "s")
     text = (folder / "answers.md").read_text()
@@ -184,9 +197,21 @@ def test_cp1252_metadata_is_decoded_before_parsing(tmp_path, assignment):
     assert any(p.startswith("submission.toml is not UTF-8: read as Windows-1252") for p in sub.problems)
 
 
-@pytest.mark.parametrize("value, shown", [("1e308", "1e+308"), ("-inf", "-inf"), ("nan", "nan"), ("inf", "inf"),
-                                          ("0", "0"), ("-1e-4", "-0.0001"), ("1e-13", "1e-13"), ("true", "True"),
-                                          ('"1e-4"', "'1e-4'"), ("[1e-4]", "[0.0001]")])  # fmt: skip
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("1e308", "1e+308"),
+        ("-inf", "-inf"),
+        ("nan", "nan"),
+        ("inf", "inf"),
+        ("0", "0"),
+        ("-1e-4", "-0.0001"),
+        ("1e-13", "1e-13"),
+        ("true", "True"),
+        ('"1e-4"', "'1e-4'"),
+        ("[1e-4]", "[0.0001]"),
+    ],
+)
 def test_tuned_beta_outside_the_range_is_rejected_with_range_and_value(tmp_path, assignment, value, shown):
     sub = load_submission(with_tuned(copy_example(tmp_path / "s"), f"tuned_beta = {value}"), assignment)
     assert sub.tuned_beta is None
@@ -204,8 +229,10 @@ def test_tuned_beta_inside_the_range_is_accepted(tmp_path, assignment, value):
 
 def test_keyword_list_answer_needs_review_and_not_full_points(assignment):
     q = next(q for q in assignment.questions if q.id == "ae-samples")
-    for text in ("- noise\n- latent distribution arbitrary\n- nothing forces normal",
-                 "noise, arbitrary latent distribution; nothing forces normal"):  # fmt: skip
+    for text in (
+        "- noise\n- latent distribution arbitrary\n- nothing forces normal",
+        "noise, arbitrary latent distribution; nothing forces normal",
+    ):
         item, report = check_answer(assignment, q, {"ae-samples": text})
         assert report.missing == ()  # every concept's keyword is there...
         assert item.status == "needs_review" and item.points <= item.max_points / 2  # ...but no sentence says it

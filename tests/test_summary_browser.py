@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.batch import ERROR_NAME, grade_rows
-from harness.summary import write_summary
+from harness.course.batch import ERROR_NAME, grade_rows
+from harness.course.summary import write_summary
 from tests.browser import Page
 
 RESULT = Path(__file__).parent / "fixtures" / "example-smoke" / "result.json"
@@ -25,12 +25,16 @@ ROW_IDS = "Array.from(document.querySelectorAll('#grades tbody tr'), function (r
 
 def click(page: Page, heading: str) -> list[str]:
     """Click the table's column heading ``heading``; the row ids in their new order."""
-    page.evaluate(f"Array.from(document.querySelectorAll('#grades th')).find(function (th) {{ return th.textContent.trim() === {json.dumps(heading)}; }}).click()")  # fmt: skip
+    page.evaluate(
+        f"Array.from(document.querySelectorAll('#grades th')).find(function (th) {{ return th.textContent.trim() === {json.dumps(heading)}; }}).click()"
+    )
     return page.evaluate(ROW_IDS)
 
 
 def sorted_by(page: Page) -> dict[str, str]:
-    return page.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#grades th[aria-sort]'), function (th) { return [th.textContent.trim(), th.getAttribute('aria-sort')]; }))")  # fmt: skip
+    return page.evaluate(
+        "Object.fromEntries(Array.from(document.querySelectorAll('#grades th[aria-sort]'), function (th) { return [th.textContent.trim(), th.getAttribute('aria-sort')]; }))"
+    )
 
 
 def write_result(out: Path, sid: str, student: str, changes: dict[str, tuple[float, str]]) -> None:
@@ -90,7 +94,7 @@ def test_the_checker_catches_errors_in_a_broken_page(tmp_path):
         '<img src="missing.png" alt="">\n'
         '<script>console.error("deliberate error"); console.warn("deliberate warning");</script>\n'
         "<script>undefined_fn()</script>\n"
-        '<script>setTimeout(function () { null.late; }, 0);</script>\n'
+        "<script>setTimeout(function () { null.late; }, 0);</script>\n"
         "</body></html>\n"
     )
     with Page(broken) as page:

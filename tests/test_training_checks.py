@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness.checks.training import contract_part, credit, curve_drop
-from harness.probes import LoopWatch
-from harness.result import Result, gradescope
-from harness.rubric import ItemResult
+from harness.grading.items.training import contract_part, credit, curve_drop
+from harness.grading.result import Result, gradescope
+from harness.grading.rubric import ItemResult
+from harness.sandbox.probes import LoopWatch
 
 
 def test_credit_is_full_up_to_the_first_ratio_then_linear_then_zero():
@@ -29,8 +29,8 @@ def test_curve_must_be_finite_and_drop():
 
 
 def test_grading_decodes_the_reference_s_own_prior_draws():
-    from harness import metrics
-    from harness.data import pair_images
+    from harness.ml import metrics
+    from harness.ml.data import pair_images
 
     class Identity(nn.Module):
         def __init__(self):
@@ -83,8 +83,16 @@ def test_loop_watch_hooks_are_removed_on_exit():
 
 
 def _contract(**over):
-    c = {"iterations": 6, "steps": 6, "steps_with_grad": 6, "carried": 0, "lrs": [3.7e-4], "learning_rate": 3.7e-4,
-         "covered": 1.0, "returned_lengths": [6]}  # fmt: skip
+    c = {
+        "iterations": 6,
+        "steps": 6,
+        "steps_with_grad": 6,
+        "carried": 0,
+        "lrs": [3.7e-4],
+        "learning_rate": 3.7e-4,
+        "covered": 1.0,
+        "returned_lengths": [6],
+    }
     return {**c, **over}
 
 
@@ -100,8 +108,10 @@ def test_contract_part_names_each_broken_rule():
 
 
 def test_gradescope_export_lists_each_item_with_its_evidence():
-    items = [ItemResult("a", "Item A", 2.0, 2.0, "pass", ["ok fine"]),
-             ItemResult("b", "Item B", 1.0, 3.0, "needs_review", ["covers x"])]  # fmt: skip
+    items = [
+        ItemResult("a", "Item A", 2.0, 2.0, "pass", ["ok fine"]),
+        ItemResult("b", "Item B", 1.0, 3.0, "needs_review", ["covers x"]),
+    ]
     r = Result("grade", {"id": "s"}, {"id": "x", "title": "T"}, "smoke", items)
     gs = gradescope(r)
     assert gs["score"] == 3.0 and [t["max_score"] for t in gs["tests"]] == [2.0, 3.0]

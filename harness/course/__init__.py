@@ -1,0 +1,1 @@
+"""Course-level work on top of grading: batches, the Dask cluster, overrides, the grade table, export, summary."""

@@ -1,0 +1,1 @@
+"""Grading one submission: the session every command shares, check / grade / write-up, the rubric, results."""

@@ -1,0 +1,458 @@
+"""The trained items of ``harness grade``: ``ae_training``, ``vae_training``, ``beta_tuning``
+and ``interpolation``, each judged against the reference trained under the same profile.
+
+The sandbox returns what a training unit observed (``probes.probe_train``): the loop's
+behaviour, its curves, and the trained model's outputs on fixed inputs. Every number that
+decides points is computed here, in the harness's process: test MSE, KL and active units,
+sample FID with the metrics classifier, interpolation path confidence. Thresholds come from
+the assignment's ``[grading]`` table and are stated in the evidence (docs/checks.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from harness.config.assignment import Assignment, GradingSpec
+from harness.grading.items.vae import PARAMETERISATIONS
+from harness.grading.rubric import ItemResult, PartScore, from_parts
+from harness.ml import metrics
+from harness.reference.beta_band import BetaBand
+from harness.reference.build import ReferenceResult, RunRecord
+
+
+@dataclass(frozen=True)
+class Judge:
+    """What a trained run is measured with: the metrics classifier and the real test set."""
+
+    clf: metrics.Classifier
+    test_images: Tensor
+    real_features: Tensor
+    a: Assignment
+
+
+@dataclass
+class RunMeasure:
+    """The harness's measurements of one trained run (a student's, or a reference stand-in)."""
+
+    name: str
+    test_mse: float
+    sample_fid: float
+    sample_coverage: float
+    sample_confidence: float
+    kl: float | None = None
+    active_units: int | None = None
+    kl_per_dim: list[float] | None = None
+    paths: list[dict] = field(default_factory=list)
+    curves: dict[str, list[float]] | None = None
+    seconds: float = 0.0
+    source: str = "student"  # or "reference" when a reference model stood in
+
+    def to_json(self) -> dict:
+        d = dict(vars(self))
+        d.pop("curves")
+        return d
+
+
+def measure(name: str, value: dict, judge: Judge, parameterisation: str | None) -> RunMeasure:
+    """Measure a training unit's outputs; the posterior's scale column is read in the
+    parameterisation that ``vae_model`` detected (log sigma unless it found log variance)."""
+    a = judge.a
+    quality = metrics.sample_quality(
+        judge.clf, _finite(value["samples"]), judge.real_features, a.metrics.coverage_share
+    )
+    m = RunMeasure(
+        name=name,
+        test_mse=metrics.mse(value["reconstructions"], judge.test_images),
+        sample_fid=quality.fid,
+        sample_coverage=quality.coverage,
+        sample_confidence=quality.confidence,
+        curves=(value.get("run") or {}).get("curves"),
+        seconds=float((value.get("run") or {}).get("seconds", 0.0)),
+    )
+    q = value["q"]
+    if q.shape[1] == 2 * a.model.nz:
+        factor = PARAMETERISATIONS.get(parameterisation or "log_sigma", 1.0)
+        stats = metrics.posterior_stats(
+            q[:, : a.model.nz].double(), factor * q[:, a.model.nz :].double(), a.metrics.active_unit_threshold
+        )
+        m.kl, m.active_units, m.kl_per_dim = stats.kl_per_image, stats.active_units, stats.kl_per_dim
+    for (start, end), frames in zip(a.interpolation.pairs, value["paths"], strict=False):
+        path = metrics.path_quality(judge.clf, _finite(frames))
+        m.paths.append({"start": start, "end": end, "confidence": path.confidence, "max_step": path.max_step})
+    return m
+
+
+def reference_measure(run: RunRecord) -> RunMeasure:
+    return RunMeasure(
+        run.name,
+        run.test_mse,
+        run.sample_fid,
+        run.sample_coverage,
+        run.sample_confidence,
+        run.kl,
+        run.active_units,
+        run.kl_per_dim,
+        list(run.paths),
+        None,
+        run.seconds,
+        "reference",
+    )
+
+
+def _finite(x: Tensor) -> Tensor:
+    return x.float().nan_to_num(0.0, 0.0, 0.0).clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- shared rules
+
+
+def credit(ratio: float, full: float, zero: float) -> float:
+    """1 up to ``full``, 0 from ``zero`` (and for NaN), linear in between."""
+    if not math.isfinite(ratio) or ratio >= zero:
+        return 0.0
+    return 1.0 if ratio <= full else (zero - ratio) / (zero - full)
+
+
+def ratio_part(part: str, what: str, mine: float, ref: float, full: float, zero: float) -> PartScore:
+    r = mine / ref if ref > 0 else float("inf")
+    share = credit(r, full, zero)
+    text = f"{what} {mine:.4g}, reference {ref:.4g} ({r:.2f}x): full credit up to {full:g}x, none from {zero:g}x"
+    return PartScore(part, share, text)
+
+
+def contract_part(part: str, contract: dict | None, fn: str) -> PartScore:
+    """Did the loop behave like the handout's in the short contract call?"""
+    if contract is None:
+        return PartScore(part, 0.0, f"{fn} was not observed (it did not run)")
+    n = contract["iterations"]
+    rules = [
+        (contract["steps"] == n, f"an optimizer step per batch ({contract['steps']} steps for {n} batches)"),
+        (
+            contract["steps_with_grad"] == contract["steps"] and contract["steps"] > 0,
+            f"a backward pass before every step "
+            f"({contract['steps_with_grad']} of {contract['steps']} steps had gradients)",
+        ),
+        (
+            contract["carried"] == 0,
+            f"gradients reset between steps ({contract['carried']} backward passes added to "
+            "the previous step's gradients: zero_grad?)",
+        ),
+        (
+            bool(contract["lrs"])
+            and all(math.isclose(lr, contract["learning_rate"], rel_tol=1e-6) for lr in contract["lrs"]),
+            f"the learning rate passed in is used (passed {contract['learning_rate']:g}, optimizer ran at "
+            f"{', '.join(f'{lr:g}' for lr in contract['lrs']) or 'nothing'})",
+        ),
+        (contract["covered"] >= 1.0, f"the optimizer updates every parameter ({contract['covered']:.0%} of them)"),
+        (
+            bool(contract["returned_lengths"]) and all(k == n for k in contract["returned_lengths"]),
+            f"one loss value per iteration returned (got {contract['returned_lengths'] or 'none'} for {n})",
+        ),
+    ]
+    bad = [text for ok, text in rules if not ok]
+    if bad:
+        return PartScore(
+            part, 1 - len(bad) / len(rules), f"{fn} with {n} batches: " + "; ".join(f"no {b}" for b in bad)
+        )
+    return PartScore(part, 1.0, f"{fn}: one step per batch after a fresh backward pass, at the learning rate passed in")
+
+
+def curve_drop(values: list[float], drop: float = 0.0) -> tuple[bool, str]:
+    """Finite, and the last tenth's mean at least ``drop`` (a share) below the first tenth's."""
+    if not values:
+        return False, "no loss values"
+    if not all(math.isfinite(v) for v in values):
+        return (
+            False,
+            "non-finite loss values "
+            f"(first at iteration {next(i for i, v in enumerate(values) if not math.isfinite(v))})",
+        )
+    k = max(1, len(values) // 10)
+    first, last = sum(values[:k]) / k, sum(values[-k:]) / k
+    text = f"{first:.4g} over the first tenth -> {last:.4g} over the last"
+    if last < first and first > 0:
+        text += f" ({(1 - last / first):.0%} lower; at least {drop:.0%} expected)"
+    return last < first and last <= first * (1 - drop), text
+
+
+def curve_part(
+    part: str, g: GradingSpec, curves: dict[str, list[float]], beta: float = 0.0, label: str = ""
+) -> PartScore:
+    total = [r + beta * k for r, k in zip(curves["rec"], curves.get("kl") or [0.0] * len(curves["rec"]), strict=False)]
+    ok, text = curve_drop(total, g.curve_drop)
+    return PartScore(part, 1.0 if ok else 0.0, f"{label}loss curve: {text}")
+
+
+# --------------------------------------------------------------------------- items
+
+
+def score_ae_training(a: Assignment, value: dict, m: RunMeasure, ref: ReferenceResult, note: str = "") -> ItemResult:
+    g, item = a.grading, a.item("ae_training")
+    fn = a.submission.names.train_autoencoder
+    parts = [contract_part("loop", value.get("contract"), fn)]
+    run = value["run"]
+    if run["curves"] is None:
+        parts.append(PartScore("curve", 0.0, run["curve_error"]))
+    else:
+        parts.append(curve_part("curve", g, run["curves"]))
+    if not run["params_changed"]:
+        parts.append(PartScore("result", 0.0, f"the weights did not change during {fn}: the model did not train"))
+    else:
+        parts.append(
+            ratio_part(
+                "result",
+                "test MSE",
+                m.test_mse,
+                ref.run(a.training.ae.name).test_mse,
+                g.mse_full_credit,
+                g.mse_zero_credit,
+            )
+        )
+    result = from_parts(item, parts, {"run": m.to_json(), "observed": _observed(value)})
+    if note:
+        result.evidence.insert(0, note)
+    return result
+
+
+def score_vae_training(
+    a: Assignment, runs: dict[str, tuple[dict, RunMeasure]], ref: ReferenceResult, factor: float | None, note: str = ""
+) -> ItemResult:
+    """``runs`` maps the fixed run names (beta = 0 first, then beta = 10) to (unit value, measure)."""
+    g, item, nz = a.grading, a.item("vae_training"), a.model.nz
+    fn = a.submission.names.train_vae
+    (n0, (v0, m0)), (n10, (v10, m10)) = list(runs.items())[:2]
+    spec0, spec10 = a.training.fixed[0], a.training.fixed[1]
+    parts = [contract_part("loop", v0.get("contract"), fn)]
+
+    curve_scores = []
+    for name, spec, v in ((n0, spec0, v0), (n10, spec10, v10)):
+        c = v["run"]["curves"]
+        curve_scores.append(
+            curve_part("curves", g, c, spec.beta, f"{name}: ")
+            if c is not None
+            else PartScore("curves", 0.0, f"{name}: {v['run']['curve_error']}")
+        )
+    parts.append(PartScore("curves", min(s.share for s in curve_scores), "; ".join(s.evidence for s in curve_scores)))
+
+    ref0 = ref.run(spec0.name)
+    want_units = math.ceil(g.active_share * nz)
+    ok0 = (m0.active_units or 0) >= want_units and (m0.kl or 0) >= 0.5 * (ref0.kl or 0)
+    parts.append(
+        PartScore(
+            "beta0",
+            1.0 if ok0 else 0.0,
+            f"beta = {spec0.beta:g}: KL {_num(m0.kl)} per image (reference {_num(ref0.kl)}; at least half "
+            f"expected), {m0.active_units}/{nz} active units (at least {want_units} expected: nothing "
+            f"pulls the posterior to the prior); test MSE {m0.test_mse:.4f}, reference {ref0.test_mse:.4f}",
+        )
+    )
+
+    beta10_ref = spec10.beta * (factor if factor is not None else 1.0)
+    if _collapses(ref, beta10_ref):
+        ok10 = (m10.kl if m10.kl is not None else math.inf) <= g.collapse_kl and m10.active_units == 0
+        expect = f"KL at most {g.collapse_kl:g} and no active units (posterior collapse)"
+    else:
+        ok10 = m10.kl is not None and m0.kl is not None and m10.kl <= m0.kl
+        expect = (
+            f"in your loss convention beta = {spec10.beta:g} is {beta10_ref:.3g} in the reference's, too weak "
+            f"to collapse the posterior: a KL below your beta = 0 run's ({_num(m0.kl)})"
+        )
+    parts.append(
+        PartScore(
+            "beta10",
+            1.0 if ok10 else 0.0,
+            f"beta = {spec10.beta:g}: KL {_num(m10.kl)} per image, {m10.active_units}/{nz} active units; "
+            f"expected {expect}",
+        )
+    )
+    result = from_parts(item, parts, {"runs": {n0: m0.to_json(), n10: m10.to_json()}, "observed": _observed(v0)})
+    if note:
+        result.evidence.insert(0, note)
+    return result
+
+
+def _collapses(ref: ReferenceResult, beta_ref: float) -> bool:
+    """Does the reference collapse at this beta? The smallest collapsed reference beta decides."""
+    collapsed = [r.beta for r in ref.runs if r.beta and r.active_units == 0]
+    return bool(collapsed) and beta_ref >= min(collapsed)
+
+
+def convention_text(beta: float, factor: float | None, kl_reduction: str | None) -> str:
+    if factor is None:
+        return f"your beta {beta:g} (loss convention not detected: read in the reference's)"
+    if math.isclose(factor, 1.0):
+        return f"your beta {beta:g}, in the reference's convention"
+    return f"your beta {beta:g} with KL {kl_reduction} = {beta * factor:.3g} in the reference convention"
+
+
+@dataclass(frozen=True)
+class BetaVerdict:
+    """The two references a tuned beta is judged against (docs/reference.md#two-questions-two-references).
+
+    ``band``: is it a good beta? The full-protocol search's band, or, when that has not been
+    built, the grade profile's own search as a provisional answer (``provisional``).
+    ``at_beta``: does the code train as well as ours at that beta? The reference trained as the
+    tuned run at the student's own beta (reference convention) under the grade's profile."""
+
+    band: BetaBand
+    provisional: bool
+    at_beta: RunMeasure
+    profile: str
+
+
+def band_part(beta_ref: float, v: BetaVerdict) -> PartScore:
+    ok = v.band.contains(beta_ref)
+    side = (
+        ""
+        if ok
+        else (
+            ": too small, the KL term barely shapes the posterior"
+            if beta_ref < v.band.low
+            else ": too large, the KL term drowns the reconstruction"
+        )
+    )
+    where = "inside" if ok else "outside"
+    text = f"beta {beta_ref:.3g} (reference convention) is {where} the band {v.band.low:.2g} .. {v.band.high:.2g}{side}"
+    if v.provisional:
+        text += (
+            f" [provisional: no full-protocol search is cached for this assignment and data, so this is the "
+            f"{v.profile} profile's own search (best {v.band.best:g}; short training favours a weak KL term); "
+            f"run `harness reference --band` (or `--profile full`) and grade again]"
+        )
+    else:
+        text += f" [{v.band.describe()}]"
+    return PartScore("in_band", 1.0 if ok else 0.0, text)
+
+
+def score_beta_tuning(
+    a: Assignment,
+    tuned_beta: float,
+    m: RunMeasure | None,
+    v: BetaVerdict,
+    factor: float | None,
+    kl_reduction: str | None,
+    note: str = "",
+    stand_in: bool = False,
+) -> ItemResult:
+    """Two questions: is the beta good (``in_band``, plus ``not_collapsed`` on the student's run),
+    and does the student's run at that beta match the reference's run at the same beta
+    (``samples``, ``reconstructions``). With ``stand_in`` the reference VAE trained at the
+    student's beta: the beta is still judged, but the model's quality is the reference's work,
+    so those parts earn nothing and an instructor reviews the item."""
+    g, item = a.grading, a.item("beta_tuning")
+    head = convention_text(tuned_beta, factor, kl_reduction)
+    if m is None:
+        return from_parts(item, [PartScore(p.id, 0.0, "the tuned run did not finish") for p in item.parts], {})
+    collapsed = (m.kl if m.kl is not None else 0.0) <= g.collapse_kl or not m.active_units
+    beta_ref = tuned_beta * (factor if factor is not None else 1.0)
+    ref = v.at_beta
+    parts = [
+        PartScore(
+            "not_collapsed",
+            0.0 if collapsed else 1.0,
+            f"KL {_num(m.kl)} per image, {m.active_units} active units"
+            + (
+                ": the posterior collapsed (every code decodes to about the same image); beta is too large"
+                if collapsed
+                else f" (collapse: KL <= {g.collapse_kl:g} or no active units)"
+            ),
+        ),
+        band_part(beta_ref, v),
+    ]
+    same = f"the reference trained at your beta ({beta_ref:.3g}, {v.profile} profile)"
+    samples = ratio_part(
+        "samples", "sample FID (MNIST classifier)", m.sample_fid, ref.sample_fid, g.fid_full_credit, g.fid_zero_credit
+    )
+    samples.evidence = samples.evidence.replace("reference", same, 1) + (
+        f"; coverage {m.sample_coverage:.0%} (reference {ref.sample_coverage:.0%})"
+    )
+    parts.append(samples)
+    recon = ratio_part("reconstructions", "test MSE", m.test_mse, ref.test_mse, g.mse_full_credit, g.mse_zero_credit)
+    recon.evidence = recon.evidence.replace("reference", same, 1)
+    parts.append(recon)
+    if stand_in:
+        for part in (samples, recon):
+            part.share = 0.0
+            part.evidence = (
+                f"not credited: the reference VAE stood in for yours, so this measures its work ({part.evidence})"
+            )
+    metrics_ = {
+        "run": m.to_json(),
+        "beta": tuned_beta,
+        "collapsed": collapsed,
+        "beta_reference_convention": beta_ref,
+        "reference_beta": v.band.best,
+        "band": [v.band.low, v.band.high],
+        "band_provisional": v.provisional,
+        "reference_at_beta": ref.to_json(),
+    }
+    result = from_parts(item, parts, metrics_)
+    result.evidence.insert(0, head)
+    if note:
+        result.evidence.insert(1, note)
+    if v.provisional:  # never a silent verdict: an instructor confirms it
+        result.status = "needs_review"
+    if stand_in:
+        result.status = "needs_review"
+        result.evidence.insert(
+            1,
+            "needs review: your VAE could not run, so the reference VAE trained at your beta; "
+            "only the choice of beta is credited",
+        )
+    return result
+
+
+def score_interpolation(
+    a: Assignment, ae: RunMeasure, vae: RunMeasure, ref_vae: RunMeasure, answer: ItemResult | None
+) -> ItemResult:
+    """The handout's paths on the student's AE and tuned VAE (reference stand-ins when theirs are
+    unusable; that failure is charged to its own item), against the reference VAE trained at the
+    student's own beta (so a beta choice is charged once, under beta_tuning), plus the answer."""
+    g, item = a.grading, a.item("interpolation")
+    mine = sum(p["confidence"] for p in vae.paths) / max(1, len(vae.paths))
+    theirs = sum(p["confidence"] for p in ref_vae.paths) / max(1, len(ref_vae.paths))
+    ae_conf = sum(p["confidence"] for p in ae.paths) / max(1, len(ae.paths))
+    pairs = ", ".join(f"{p['start']}->{p['end']}" for p in vae.paths)
+    ok = len(vae.paths) == len(a.interpolation.pairs) and mine >= g.path_confidence_share * theirs
+    text = (
+        f"pairs {pairs}: VAE path frames are digits with mean classifier confidence {mine:.2f} (reference "
+        f"{ref_vae.name}: {theirs:.2f}; at least {g.path_confidence_share:.0%} of it expected); AE path {ae_conf:.2f}"
+    )
+    stand_ins = [
+        f"the {w} path uses the reference's {w} (yours is charged under its own item)"
+        for w, m in (("AE", ae), ("VAE", vae))
+        if m.source == "reference"
+    ]
+    if stand_ins:
+        text += "; " + "; ".join(stand_ins)
+    parts = [PartScore("paths", 1.0 if ok else 0.0, text)]
+    if answer is None:
+        parts.append(PartScore("answer", 0.0, "no answer"))
+        status_review = False
+    else:
+        share = answer.points / answer.max_points if answer.max_points else 0.0
+        parts.append(PartScore("answer", share, "answer: " + "; ".join(answer.evidence)))
+        status_review = answer.status == "needs_review"
+    result = from_parts(
+        item, parts, {"ae": ae.to_json(), "vae": vae.to_json(), "answer": answer.metrics if answer else {}}
+    )
+    if status_review:
+        result.status = "needs_review"
+    return result
+
+
+def _observed(value: dict) -> dict:
+    run = value.get("run") or {}
+    return {
+        "contract": value.get("contract"),
+        "watch": run.get("watch"),
+        "iterations": run.get("iterations"),
+        "params_changed": run.get("params_changed"),
+    }
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"

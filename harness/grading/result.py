@@ -1,0 +1,103 @@
+"""The result of checking or grading one submission, as versioned plain JSON.
+
+Schema: docs/result-schema.md. Other tools (reports, batch tables, exports)
+read these files, never the harness's objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from harness import __version__
+from harness.grading.rubric import ItemResult, total
+from harness.io import write_json_atomic
+
+SCHEMA = "harness.grading.result/1"
+
+
+@dataclass
+class Result:
+    kind: Literal["check", "grade", "write-up"]
+    submission: dict[str, Any]  # id, student, student_id, tuned_beta, content_hash
+    assignment: dict[str, Any]  # id, title, digest
+    profile: str
+    items: list[ItemResult]
+    pending: list[str] = field(default_factory=list)  # rubric items this kind of run does not grade
+    problems: list[str] = field(default_factory=list)  # submission-level messages (missing files, ...)
+    answers: dict[str, Any] = field(default_factory=dict)  # per question: words, limit, concepts found
+    timings: dict[str, float] = field(default_factory=dict)
+    protections: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    reference: dict[str, Any] = field(default_factory=dict)  # grade: the reference it was judged against
+    runs: dict[str, Any] = field(default_factory=dict)  # grade, write-up: each training run, how it ended, measures
+    artifacts: str = ""  # grade, write-up: the run artefacts file beside this one (harness.grading.artifacts)
+
+    @property
+    def total(self) -> float:
+        return total(self.items)[0]
+
+    @property
+    def max_total(self) -> float:
+        return total(self.items)[1]
+
+    @property
+    def failed(self) -> bool:
+        return any(i.status in ("fail", "partial", "error", "timeout") for i in self.items) or bool(self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {"schema": SCHEMA, **data, "total": self.total, "max_total": self.max_total}
+
+
+def run_versions() -> dict[str, str]:
+    import torch
+
+    return {"harness": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_result(path: Path, result: Result) -> None:
+    """Atomic: a crash leaves the old file or the new one, never half of one."""
+    write_json_atomic(path, result.to_json())
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    data = json.loads(Path(path).read_text())
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {data.get('schema')!r}, this harness reads {SCHEMA!r}")
+    return data
+
+
+def gradescope(result: Result) -> dict[str, Any]:
+    """Gradescope's autograder ``results.json``: one test per rubric item, evidence as output."""
+    tests = []
+    for item in result.items:
+        output = "\n".join(str(e) for e in item.evidence)
+        if item.status == "needs_review":
+            output += "\n(suggested score: an instructor reviews it)"
+        tests.append(
+            {
+                "name": item.title,
+                "score": item.points,
+                "max_score": item.max_points,
+                "output": output,
+                "visibility": "visible",
+                "status": "passed" if item.status == "pass" else "failed",
+            }
+        )
+    return {
+        "score": result.total,
+        "tests": tests,
+        "output": f"{result.assignment['title']}: {result.total:g} / {result.max_total:g} ({result.profile} profile)",
+        "visibility": "visible",
+    }

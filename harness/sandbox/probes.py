@@ -1,0 +1,659 @@
+"""Observations of student code, run inside the sandbox (``harness.sandbox.supervisor``).
+
+Each probe imports the student's module, calls it the way the handout does and
+returns what it observed: tensors, shapes, recorded operations. Probes judge
+nothing; the checks in ``harness.checks`` score these observations in the
+harness's own process, where the student's monkeypatches do not exist.
+
+The unit's phase ("import", "call generate_samples", ...) is written to a status
+stream so that a crash or an ``os._exit`` is reported with where it happened.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import torch
+from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.overrides import TorchFunctionMode
+
+CORE_OPS = {"conv2d": "conv", "conv_transpose2d": "conv_transpose", "linear": "linear"}
+NORM_OPS = {"batch_norm": "batch_norm"}
+ACTIVATIONS = {
+    "leaky_relu": "leaky_relu",
+    "leaky_relu_": "leaky_relu",
+    "relu": "relu",
+    "relu_": "relu",
+    "sigmoid": "sigmoid",
+    "sigmoid_": "sigmoid",
+    "tanh": "tanh",
+    "tanh_": "tanh",
+    "elu": "elu",
+    "gelu": "gelu",
+    "silu": "silu",
+    "softplus": "softplus",
+}
+
+
+class StudentError(Exception):
+    """Student code raised, exited or misbehaved; carries a message for the evidence."""
+
+    def __init__(self, message: str, tb: str = ""):
+        super().__init__(message)
+        self.tb = tb
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@dataclass(frozen=True)
+class UnitFiles:
+    """What the supervisor hands a unit besides its request: where its inputs are, and the two
+    files it may write, opened by the supervisor (the unit cannot create files of its own in
+    the folder the harness reads)."""
+
+    inputs: Path
+    out_fd: int
+    progress_fd: int
+
+
+def run_unit(req: dict, files: UnitFiles, status: TextIO) -> None:
+    """Run the probe named in ``req`` and save its observations to the unit's output file."""
+    torch.set_num_threads(int(req.get("threads", 1)))
+    ctx = Context(req, files, status)
+    try:
+        value = {"ok": True, **PROBES[req["probe"]](ctx)}
+    except StudentError as e:
+        value = {"ok": False, "error": str(e), "traceback": e.tb}
+    ctx.phase("save")
+    with os.fdopen(files.out_fd, "wb") as out:
+        out.seek(0)
+        out.truncate()
+        torch.save(value, out)
+    ctx.phase("done")
+
+
+class Context:
+    def __init__(self, req: dict, files: UnitFiles, status: TextIO):
+        self.req, self.files, self.status = req, files, status
+        self.args: dict = req.get("args", {})
+        self.names: dict[str, str] = req["names"]
+        self.nz: int = int(req["nz"])
+        self._module = None
+
+    def progress(self, steps: int | str) -> None:
+        """Steps so far ("done" once the loop returned): the stall watchdog and the progress bar read it."""
+        os.pwrite(self.files.progress_fd, str(steps).ljust(12).encode(), 0)
+
+    def phase(self, text: str) -> None:
+        self.status.write(text + "\n")
+
+    def inputs(self) -> dict[str, Tensor]:
+        # mmap: a unit reads only the tensors it uses (grading inputs hold the training images)
+        return torch.load(self.files.inputs, weights_only=True, mmap=True)
+
+    def module(self):
+        if self._module is None:
+            self._module = import_submission(Path(self.req["module"]), self.phase)
+            for key in self.args.get("substitute", []):
+                setattr(self._module, self.names[key], reference_part(key, self.req["assignment"]))
+        return self._module
+
+    def get(self, key: str) -> Callable:
+        """The student's object for a config key (``encoder``, ``train_vae``, ...)."""
+        name = self.names[key]
+        obj = getattr(self.module(), name, None)
+        if obj is None:
+            raise StudentError(f"submission.py defines no `{name}`")
+        if not callable(obj):
+            raise StudentError(f"`{name}` in submission.py is not callable")
+        return obj
+
+    def call(self, what: str, fn: Callable, *args, **kwargs) -> Any:
+        """Call student code, turning anything it raises (even SystemExit) into evidence."""
+        self.phase(f"call {what}")
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001  (student code may raise anything, even SystemExit)
+            raise StudentError(f"{what} raised {_describe(e)}", _tail(traceback.format_exc())) from None
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"SystemExit (sys.exit({e.code!r}))"
+    return f"{type(e).__name__}: {e}"
+
+
+def _tail(tb: str, lines: int = 12) -> str:
+    return "\n".join(tb.rstrip().splitlines()[-lines:])
+
+
+def import_submission(path: Path, phase: Callable[[str], None]):
+    phase("import submission.py")
+    spec = importlib.util.spec_from_file_location("submission", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["submission"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as e:  # noqa: BLE001
+        raise StudentError(f"importing submission.py raised {_describe(e)}", _tail(traceback.format_exc())) from None
+    return module
+
+
+def reference_part(key: str, assignment_path: str) -> Callable:
+    """A reference class with the student's constructor signature, to stand in for a broken part."""
+    from harness.config.assignment import load_assignment
+    from harness.ml.models import build_decoder, build_encoder
+
+    a = load_assignment(assignment_path)
+    if key == "encoder":
+        return lambda nz: build_encoder(a, nz)
+    if key == "decoder":
+        return lambda nz: build_decoder(a)
+    raise ValueError(key)
+
+
+def _detach(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.detach().cpu().clone()
+    if isinstance(x, dict):
+        return {str(k): _detach(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_detach(v) for v in x]
+    if isinstance(x, (int, float, str, bool)) or x is None:
+        return x
+    return repr(x)[:200]
+
+
+# --------------------------------------------------------------------------- tracing
+
+
+class Recorder(TorchFunctionMode):
+    """Record the layer-level operations a forward pass performs, whatever form the code takes."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[dict] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if name in CORE_OPS:
+            self.ops.append(_core_op(CORE_OPS[name], args, kwargs, out))
+        elif name in NORM_OPS:
+            self.ops.append({"op": "batch_norm", "out_shape": _shape(out)})
+        elif name in ACTIVATIONS:
+            slope = kwargs.get("negative_slope", args[1] if len(args) > 1 and isinstance(args[1], float) else None)
+            self.ops.append({"op": "activation", "kind": ACTIVATIONS[name], "slope": slope, "out_shape": _shape(out)})
+        return out
+
+
+def _shape(x: Any) -> list[int]:
+    return list(x.shape) if isinstance(x, Tensor) else []
+
+
+def _core_op(kind: str, args: tuple, kwargs: dict, out: Any) -> dict:
+    weight = args[1] if len(args) > 1 else kwargs.get("weight")
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    w = list(weight.shape) if isinstance(weight, Tensor) else []
+    if kind == "linear":
+        in_f, out_f = (w[1], w[0]) if len(w) == 2 else (0, 0)
+        return {"op": kind, "in": in_f, "out": out_f, "kernel": 0, "bias": bias is not None, "out_shape": _shape(out)}
+    out_ch, in_ch = (w[0], w[1]) if kind == "conv" else (w[1], w[0])
+    return {
+        "op": kind,
+        "in": in_ch,
+        "out": out_ch,
+        "kernel": w[2] if len(w) == 4 else 0,
+        "bias": bias is not None,
+        "out_shape": _shape(out),
+    }
+
+
+def trace(fn: Callable[[], Any]) -> tuple[Any, list[dict]]:
+    rec = Recorder()
+    with rec:
+        out = fn()
+    return out, rec.ops
+
+
+def capture_input(module: nn.Module) -> tuple[list[Tensor], Callable[[], None]]:
+    """Record what reaches ``module`` (its first positional input) on each call."""
+    seen: list[Tensor] = []
+    handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()) if args else None)
+    return seen, handle.remove
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def probe_import(ctx: Context) -> dict:
+    module = ctx.module()
+    found = {}
+    for key, name in ctx.names.items():
+        obj = getattr(module, name, None)
+        found[key] = "missing" if obj is None else ("ok" if callable(obj) else "not callable")
+    public = sorted(n for n in vars(module) if not n.startswith("_"))
+    return {"names": found, "defined": public}
+
+
+def _autoencoder(ctx: Context) -> nn.Module:
+    model = ctx.call(f"{ctx.names['autoencoder']}({ctx.nz})", ctx.get("autoencoder"), ctx.nz)
+    for attr in ("encoder", "decoder"):
+        if not isinstance(getattr(model, attr, None), nn.Module):
+            raise StudentError(f"{ctx.names['autoencoder']} has no module attribute `{attr}`")
+    return model
+
+
+def probe_architecture(ctx: Context) -> dict:
+    x = ctx.inputs()["images"][:8]
+    model = _autoencoder(ctx).eval()
+    with torch.no_grad():
+        z, enc_ops = ctx.call("encoder(x)", lambda: trace(lambda: model.encoder(x)))
+        if not isinstance(z, Tensor):
+            raise StudentError(f"the encoder returned {type(z).__name__}, not a tensor")
+        _, dec_ops = ctx.call("decoder(z)", lambda: trace(lambda: model.decoder(z.reshape(z.shape[0], -1))))
+    params = {k: list(v.shape) for k, v in model.named_parameters()}
+    return {"encoder_ops": enc_ops, "decoder_ops": dec_ops, "parameters": params}
+
+
+def probe_forward(ctx: Context) -> dict:
+    inputs = ctx.inputs()
+    images = inputs["images"]
+    batch, workers = int(ctx.args["batch_size"]), int(ctx.args["num_workers"])
+    dataset = IndexedImages(images)
+    loader = ctx.call(
+        f"{ctx.names['data_loader']}(dataset, {batch}, {workers})", ctx.get("data_loader"), dataset, batch, workers
+    )
+    loader_obs = {
+        "batch_size": getattr(loader, "batch_size", None),
+        "num_workers": getattr(loader, "num_workers", None),
+        "epochs": [],
+    }
+    for _ in range(2):
+        first = ctx.call("iterating the data loader", lambda: next(iter(loader)))
+        if not isinstance(first, (list, tuple)) or len(first) < 2:
+            raise StudentError("a batch from the data loader is not an (images, labels) pair")
+        loader_obs["epochs"].append({"images_shape": _shape(first[0]), "labels": _detach(first[1])})
+    model = _autoencoder(ctx).eval()
+    x = images[:batch]
+    with torch.no_grad():
+        z = ctx.call("model.encoder(x)", model.encoder, x)
+        rec = ctx.call("model.decoder(z)", model.decoder, z) if isinstance(z, Tensor) else None
+        full = ctx.call("model(x)", model, x)
+    return {"loader": loader_obs, "z": _detach(z), "rec": _detach(rec), "forward": _detach(full)}
+
+
+def probe_sampling(ctx: Context) -> dict:
+    n = int(ctx.args["n"])
+    if ctx.args.get("reference_model"):
+        from harness.config.assignment import load_assignment
+        from harness.ml.models import AutoEncoder
+
+        model = AutoEncoder(load_assignment(ctx.req["assignment"]))
+    else:
+        model = _autoencoder(ctx)
+    model.eval()
+    seen, remove = capture_input(model.decoder)
+    torch.manual_seed(int(ctx.args.get("seed", 0)))
+    out = ctx.call(
+        f"{ctx.names['generate_samples']}(model, {n}, {ctx.nz}, 'cpu')",
+        ctx.get("generate_samples"),
+        model,
+        n,
+        ctx.nz,
+        "cpu",
+    )
+    remove()
+    return {"decoder_inputs": _detach(seen[:4]), "samples": _detach(out)}
+
+
+class InjectedEncoder(nn.Module):
+    """Stands in for the VAE's encoder and emits a fixed posterior, so the test knows mu and sigma."""
+
+    def __init__(self, q: Tensor):
+        super().__init__()
+        self.q = q
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.q
+
+
+def probe_vae(ctx: Context) -> dict:
+    inputs = ctx.inputs()
+    x = inputs["images"][:64]
+    nz, vae_name = ctx.nz, ctx.names["vae"]
+    make = lambda: ctx.call(f"{vae_name}({nz})", ctx.get("vae"), nz)  # noqa: E731
+    obs: dict[str, Any] = {}
+
+    vae = make().eval()
+    if not isinstance(getattr(vae, "decoder", None), nn.Module) or not isinstance(
+        getattr(vae, "encoder", None), nn.Module
+    ):
+        raise StudentError(f"{vae_name} needs module attributes `encoder` and `decoder`")
+    with torch.no_grad():
+        out1 = ctx.call("vae(x)", vae, x)
+        out2 = ctx.call("vae(x) again", vae, x)
+    obs["forward"] = [_detach(out1), _detach(out2)]
+
+    # Reparameterisation with a known posterior: mu = 2, log-scale = -1.5 everywhere.
+    vae = make().eval()
+    q_known = torch.cat([torch.full((512, nz), 2.0), torch.full((512, nz), -1.5)], dim=1)
+    vae.encoder = InjectedEncoder(q_known)
+    seen, remove = capture_input(vae.decoder)
+    with torch.no_grad():
+        ctx.call("vae(x) with a known posterior", vae, inputs["images"][:512])
+    remove()
+    obs["known_posterior_z"] = _detach(seen[:1])
+    q_leaf = (torch.randn(16, 2 * nz) * 0.5).requires_grad_(True)
+    vae.encoder = InjectedEncoder(q_leaf)
+    out = ctx.call("vae(x) for gradients", vae, x[:16])
+    rec = out.get("rec") if isinstance(out, dict) else None
+    if isinstance(rec, Tensor) and rec.requires_grad:
+        ctx.call("backward through the reconstruction", rec.sum().backward)
+    grad = q_leaf.grad if q_leaf.grad is not None else torch.zeros_like(q_leaf)
+    obs["grad_norms"] = [grad[:, :nz].norm().item(), grad[:, nz:].norm().item()]
+
+    # The loss on injected outputs, for several betas.
+    torch.manual_seed(1)
+    vae = make()
+    loss_obs = []
+    for trial in range(2):
+        q = torch.cat([torch.randn(32, nz), torch.rand(32, nz) * 2 - 1.5], dim=1)
+        rec = torch.sigmoid(torch.randn(32, *x.shape[1:]))
+        xs = inputs["images"][32 * trial : 32 * (trial + 1)]
+        for beta in ctx.args["betas"]:
+            vae.beta = beta
+            with torch.no_grad():
+                result = ctx.call(f"vae.loss(x, outputs) with beta = {beta:g}", vae.loss, xs, {"q": q, "rec": rec})
+            loss_obs.append({"trial": trial, "beta": beta, "q": q, "rec": rec, "x": xs, "result": _detach(result)})
+    obs["loss"] = loss_obs
+
+    # reconstruct: deterministic and the decoded posterior mean.
+    vae = make().eval()
+    with torch.no_grad():
+        r1 = ctx.call("vae.reconstruct(x)", vae.reconstruct, x)
+        r2 = ctx.call("vae.reconstruct(x) again", vae.reconstruct, x)
+        q = ctx.call("vae.encoder(x)", vae.encoder, x)
+        mean_rec = ctx.call("vae.decoder(mu)", vae.decoder, q[:, :nz]) if isinstance(q, Tensor) else None
+    obs["reconstruct"] = [_detach(r1), _detach(r2), _detach(mean_rec)]
+    return obs
+
+
+class IndexedImages(torch.utils.data.Dataset):
+    """MNIST-like (image, label) pairs whose label is the item's index, so shuffling is visible."""
+
+    def __init__(self, images: Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], i
+
+
+# --------------------------------------------------------------------------- training (harness grade)
+
+CONTRACT_LR_SCALE = 0.37  # the contract call uses an unusual learning rate, so a hard-coded one shows
+CONTRACT_BATCHES, CONTRACT_EPOCHS = 3, 2
+EVAL_BATCH = 500
+
+
+class LoopWatch:
+    """Watches the optimizer steps a training function takes on ``model``: how many, at which
+    learning rates, over which share of the parameters, whether a backward pass reached the
+    model before each, and whether gradients carried over from one step to the next backward
+    pass (a missing ``zero_grad``). Global optimizer hooks see any optimizer the student builds."""
+
+    def __init__(self, model: nn.Module, progress: Callable[[int], None] | None = None):
+        self.progress = progress  # reports steps so far to the stall watchdog and the progress bar
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.steps = 0
+        self.steps_with_grad = 0
+        self.backwards = 0
+        self.carried = 0
+        self.lrs: list[float] = []
+        self.covered = 0.0
+        self._stepped = False
+        self._handles: list = []
+
+    def __enter__(self) -> LoopWatch:
+        self._handles.append(register_optimizer_step_pre_hook(self._pre_step))
+        if self.params:
+            self._handles.append(self.params[-1].register_hook(self._on_grad))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _has_grad(self) -> bool:
+        g = self.params[-1].grad if self.params else None
+        return g is not None and bool(g.detach().abs().sum() > 0)
+
+    def _on_grad(self, grad: Tensor) -> None:
+        # Called before the new gradient is added to .grad: a non-zero .grad after a step carried over.
+        self.backwards += 1
+        if self._stepped and self._has_grad():
+            self.carried += 1
+        self._stepped = False
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        self.steps += 1
+        if self.steps == 1:
+            stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            self.covered = sum(id(p) in stepped for p in self.params) / max(1, len(self.params))
+        for group in optimizer.param_groups:
+            lr = float(group.get("lr", float("nan")))
+            if lr not in self.lrs and len(self.lrs) < 8:
+                self.lrs.append(lr)
+        if self._has_grad():
+            self.steps_with_grad += 1
+        self._stepped = True
+        if self.progress is not None and self.steps % 5 == 0:
+            self.progress(self.steps)
+
+    def summary(self) -> dict:
+        return {
+            "steps": self.steps,
+            "steps_with_grad": self.steps_with_grad,
+            "backwards": self.backwards,
+            "carried": self.carried,
+            "lrs": self.lrs,
+            "covered": self.covered,
+        }
+
+
+def _floats(x: Any, what: str) -> list[float]:
+    if isinstance(x, Tensor):
+        x = x.detach().flatten().tolist()
+    if not isinstance(x, (list, tuple)):
+        raise StudentError(f"{what} is a {type(x).__name__}, not a list of floats")
+    try:
+        return [float(v.item() if isinstance(v, Tensor) else v) for v in x]
+    except (TypeError, ValueError, RuntimeError):
+        raise StudentError(f"{what} holds values that are not numbers") from None
+
+
+def _curves(kind: str, returned: Any, fn_name: str) -> dict[str, list[float]]:
+    if kind == "ae":
+        return {"rec": _floats(returned, f"what {fn_name} returned")}
+    if not isinstance(returned, (list, tuple)) or len(returned) != 2:
+        raise StudentError(f"{fn_name} returned {type(returned).__name__}, not the pair (rec_losses, kl_losses)")
+    return {"rec": _floats(returned[0], "rec_losses"), "kl": _floats(returned[1], "kl_losses")}
+
+
+def _training_model(ctx: Context, kind: str, beta: float) -> nn.Module:
+    if ctx.args.get("reference_model"):
+        from harness.config.assignment import load_assignment
+        from harness.ml.models import VAE, AutoEncoder
+
+        a = load_assignment(ctx.req["assignment"])
+        return AutoEncoder(a) if kind == "ae" else VAE(a, beta=beta)
+    if kind == "ae":
+        return _autoencoder(ctx)
+    model = ctx.call(f"{ctx.names['vae']}({ctx.nz}, beta={beta:g})", ctx.get("vae"), ctx.nz, beta=beta)
+    for attr in ("encoder", "decoder"):
+        if not isinstance(getattr(model, attr, None), nn.Module):
+            raise StudentError(f"{ctx.names['vae']} has no module attribute `{attr}`")
+    return model
+
+
+def _student_loader(ctx: Context, dataset, batch: int, workers: int):
+    if ctx.args.get("harness_loader"):
+        return torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers)
+    return ctx.call(
+        f"{ctx.names['data_loader']}(dataset, {batch}, {workers})", ctx.get("data_loader"), dataset, batch, workers
+    )
+
+
+def warm_up(req: dict) -> None:
+    """Two training steps and an evaluation batch of the reference VAE, run by the supervisor
+    before it forks the first training unit: the CPU kernels a fresh process compiles on its
+    first steps (seconds on 2 cores) are then inherited by every unit instead of rebuilt in each.
+    Single-threaded on purpose: libgomp's thread pool does not survive a fork."""
+    from harness.config.assignment import load_assignment
+    from harness.ml.models import VAE
+
+    a = load_assignment(req["assignment"])
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # a multi-threaded OpenMP pool in the parent would hang the forked units
+    batch = int(req["args"]["batch_size"])
+    model = VAE(a)
+    optimizer = torch.optim.Adam(model.parameters())
+    x = torch.rand(batch, a.data.image_channels, a.data.image_size, a.data.image_size)
+    for _ in range(2):
+        loss = model.loss(x, model(x))[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        model.eval().reconstruct(torch.rand(EVAL_BATCH, *x.shape[1:]))
+
+
+def probe_train(ctx: Context) -> dict:
+    """Train one model the way the handout does and return what the harness measures:
+    the loop's observed behaviour, its curves, and the trained model's test reconstructions,
+    posterior parameters, decoded prior samples and interpolation frames."""
+    from harness.ml.data import TensorMNIST
+    from harness.ml.metrics import path_codes
+
+    args, inputs = ctx.args, ctx.inputs()
+    kind, beta = args["kind"], float(args.get("beta", 0.0))
+    batch, workers, device = int(args["batch_size"]), int(args["num_workers"]), args["device"]
+    fn_key = "train_autoencoder" if kind == "ae" else "train_vae"
+    fn_name = ctx.names[fn_key]
+    train_fn = None if args.get("trainer") == "harness" else ctx.get(fn_key)
+    images = inputs["train_u8"].float().div_(255.0)
+    dataset = TensorMNIST(images, inputs["train_labels"])
+    obs: dict[str, Any] = {}
+
+    if args.get("contract") and train_fn is not None:
+        # A short call with an unusual learning rate: does the loop step every batch, honour the
+        # learning rate and the epochs, and reset gradients between steps?
+        torch.manual_seed(int(args["seed"]))
+        small = TensorMNIST(images[: batch * CONTRACT_BATCHES], inputs["train_labels"][: batch * CONTRACT_BATCHES])
+        model = _training_model(ctx, kind, beta)
+        lr = float(args["learning_rate"]) * CONTRACT_LR_SCALE
+        loader = _student_loader(ctx, small, batch, 0)
+        with LoopWatch(model) as watch:
+            returned = ctx.call(
+                f"{fn_name}(model, loader, {CONTRACT_EPOCHS}, {lr:g}, {device!r})",
+                train_fn,
+                model,
+                loader,
+                CONTRACT_EPOCHS,
+                lr,
+                device,
+            )
+        try:
+            lengths = [len(c) for c in _curves(kind, returned, fn_name).values()]
+        except StudentError:
+            lengths = []
+        obs["contract"] = {
+            **watch.summary(),
+            "learning_rate": lr,
+            "iterations": CONTRACT_EPOCHS * CONTRACT_BATCHES,
+            "returned_lengths": lengths,
+        }
+
+    torch.manual_seed(int(args["seed"]))
+    model = _training_model(ctx, kind, beta)
+    before = [p.detach().clone() for p in model.parameters()]
+    epochs, lr = int(args["epochs"]), float(args["learning_rate"])
+    started = time.perf_counter()
+    if train_fn is None:
+        from harness.ml.training import TrainConfig, train
+
+        curves = train(
+            model, images, TrainConfig(epochs, lr, batch, int(args["seed"])), torch.device(device), quiet=True
+        )
+        run = {"curves": {"rec": curves.rec, **({"kl": curves.kl} if kind == "vae" else {})}, "watch": None}
+    else:
+        loader = _student_loader(ctx, dataset, batch, workers)
+        ctx.progress(0)  # the stall watchdog times the loop from here
+        with LoopWatch(model, ctx.progress) as watch:
+            returned = ctx.call(
+                f"{fn_name}(model, loader, {epochs}, {lr:g}, {device!r})", train_fn, model, loader, epochs, lr, device
+            )
+        ctx.progress("done")
+        batches = len(loader) if hasattr(loader, "__len__") else -(-len(dataset) // batch)
+        run = {"curves": None, "curve_error": "", "watch": watch.summary(), "iterations": epochs * batches}
+        try:
+            run["curves"] = _curves(kind, returned, fn_name)
+        except StudentError as e:  # the model may still have trained: measure it anyway
+            run["curve_error"] = str(e)
+    run["seconds"] = time.perf_counter() - started
+    run["params_changed"] = any(
+        not torch.equal(b, p.detach().cpu()) for b, p in zip(before, model.parameters(), strict=False)
+    )
+    obs["run"] = run
+
+    ctx.phase("evaluate the trained model")
+    model.eval()
+    dev = next(model.parameters()).device
+    test = inputs["test_u8"]
+    encode = lambda x: ctx.call("encoder(x)", model.encoder, x.to(dev))  # noqa: E731
+    decode = lambda z: ctx.call("decoder(z)", model.decoder, z.to(dev))  # noqa: E731
+
+    def code(q: Any) -> Tensor:
+        if not isinstance(q, Tensor) or q.dim() != 2:
+            raise StudentError(f"the trained encoder returned {type(q).__name__} {_shape(q)}, not [B, features]")
+        return q if kind == "ae" else q[:, : ctx.nz]
+
+    with torch.no_grad():
+        qs, recs = [], []
+        for s in range(0, len(test), EVAL_BATCH):
+            x = test[s : s + EVAL_BATCH].float().div_(255.0)
+            q = encode(x)
+            recs.append(decode(code(q)).float().cpu())
+            qs.append(q.float().cpu())
+        obs["q"], obs["reconstructions"] = torch.cat(qs), torch.cat(recs)
+        z = inputs["prior_z"]
+        obs["samples"] = torch.cat([decode(z[s : s + EVAL_BATCH]).float().cpu() for s in range(0, len(z), EVAL_BATCH)])
+        paths = []
+        for pair in inputs["pair_images"]:
+            ends = code(encode(pair))
+            paths.append(decode(path_codes(ends[0], ends[1], int(args["steps"]))).float().cpu())
+        obs["paths"] = torch.stack(paths)
+    return obs
+
+
+PROBES: dict[str, Callable[[Context], dict]] = {
+    "import": probe_import,
+    "architecture": probe_architecture,
+    "forward": probe_forward,
+    "sampling": probe_sampling,
+    "vae": probe_vae,
+    "train": probe_train,
+}
