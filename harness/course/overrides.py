@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 OVERRIDES_NAME = "overrides.csv"
 BASIS_NAME = "overrides.json"
-BASIS_SCHEMA = "harness.course.overrides-basis/1"
+BASIS_SCHEMA = "harness.overrides-basis/1"
 COLUMNS = ("submission", "item", "points", "comment")
 _EPS = 1e-9
 

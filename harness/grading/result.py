@@ -18,7 +18,7 @@ from harness import __version__
 from harness.grading.rubric import ItemResult, total
 from harness.io import write_json_atomic
 
-SCHEMA = "harness.grading.result/1"
+SCHEMA = "harness.result/1"
 
 
 @dataclass
