@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from harness.config.assignment import load_assignment  # noqa: E402
 from harness.course.batch import BatchOptions, grade_batch  # noqa: E402
-from harness.grading.grade import GradeOptions, make_grader  # noqa: E402
+from harness.grading.grader import make_grader  # noqa: E402
+from harness.grading.session import RunOptions  # noqa: E402
 from harness.ml.data import load_mnist  # noqa: E402
 from harness.reference.build import build_reference  # noqa: E402
 from harness.reference.cache import cache_root  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> int:
             workers=workers,
             render=not args.no_report,
             quiet=True,
-            grade=replace(GradeOptions(), threads=threads, quiet=True),
+            run=RunOptions(threads=threads, quiet=True),
         )
 
     ways = [
@@ -157,7 +157,10 @@ def main() -> int:
     print(f"2 workers vs 1 worker x 2 threads: {both / pool:.2f}x (target >= 1.0)")
     print(
         f"Dask LocalCluster vs local pool: {dask / pool:.2f}x the time (target within 10%: 0.90-1.10); "
-        f"by round: {', '.join(f'{d / p:.2f}x' for d, p in zip(times['Dask 2 x 1 thread'], times['2 workers x 1 thread'], strict=False))}"
+        "by round: "
+        + ", ".join(
+            f"{d / p:.2f}x" for d, p in zip(times["Dask 2 x 1 thread"], times["2 workers x 1 thread"], strict=False)
+        )
     )
     seen = {tuple(t) for runs in totals.values() for t in runs}
     print(f"totals agree across ways and rounds: {'yes' if len(seen) == 1 else 'NO'} {sorted(seen)[0]}")

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.config.assignment import load_assignment  # noqa: E402
-from harness.grading.grade import GradeOptions, grade_submission, make_grader  # noqa: E402
+from harness.grading.grade import grade_submission  # noqa: E402
+from harness.grading.grader import make_grader  # noqa: E402
+from harness.grading.session import RunOptions  # noqa: E402
 from harness.ml.data import load_mnist  # noqa: E402
 from harness.ml.training import resolve_device  # noqa: E402
 from harness.reference.beta_band import ensure_band  # noqa: E402
@@ -70,7 +72,7 @@ def main() -> int:
             )
             for b in betas:
                 t0 = time.perf_counter()
-                result = grade_submission(folders[b], g, GradeOptions(device=str(device), quiet=True))
+                result = grade_submission(folders[b], g, RunOptions(device=str(device), quiet=True))
                 items = {i.id: i.points for i in result.items}
                 points[name, b] = (items["beta_tuning"], items["interpolation"], result.total, time.perf_counter() - t0)
     head = f"{'beta':>8} {'band':>5}" + "".join(f" | {n + ': tuning  interp  total  s':>34}" for n in profiles)

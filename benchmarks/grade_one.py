@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.config.assignment import load_assignment  # noqa: E402
-from harness.grading.grade import GradeOptions, grade_submission, make_grader  # noqa: E402
+from harness.grading.grade import grade_submission  # noqa: E402
+from harness.grading.grader import make_grader  # noqa: E402
+from harness.grading.session import RunOptions  # noqa: E402
 from harness.ml.data import load_mnist  # noqa: E402
 from harness.ml.training import resolve_device  # noqa: E402
 from harness.reference.build import build_reference  # noqa: E402
@@ -38,7 +40,7 @@ from harness.reference.cache import cache_root  # noqa: E402
 
 def suites(tmp: Path) -> dict[str, Path]:
     """Every planted bug and legitimate variant of the test suites, as submission folders."""
-    from tests.conftest import EXAMPLE, copy_example
+    from tests.helpers import EXAMPLE, copy_example
     from tests.test_checks import PLANTED as CHECK_PLANTED
     from tests.test_checks import VARIANTS as CHECK_VARIANTS
     from tests.test_grade import PLANTED, VARIANTS, _planted
@@ -75,7 +77,8 @@ def main() -> int:
     graders = {}
     print(f"device {device}, {torch.get_num_threads()} torch threads, data {data.source.root}")
     print(
-        f"{'profile':<8}{'reference (s)':>15}{'grade (s)':>11}{'training (s)':>14}{'points':>9}{'harness RSS (MB)':>18}{'unit PSS (MB)':>15}"
+        f"{'profile':<8}{'reference (s)':>15}{'grade (s)':>11}{'training (s)':>14}{'points':>9}"
+        f"{'harness RSS (MB)':>18}{'unit PSS (MB)':>15}"
     )
     for name in [n for n in args.profiles.split(",") if n]:
         profile = a.profile(name)
@@ -84,7 +87,7 @@ def main() -> int:
         ref_s = time.perf_counter() - t0
         graders[name] = make_grader(a, profile, data, ref, cache, device)
         t0 = time.perf_counter()
-        result = grade_submission(example, graders[name], GradeOptions(device=str(device), quiet=True))
+        result = grade_submission(example, graders[name], RunOptions(device=str(device), quiet=True))
         grade_s = time.perf_counter() - t0
         train_s = sum(v for k, v in result.timings.items() if k.startswith("train-"))
         unit_peak = max((v for k, v in result.timings.items() if k.startswith("peak_mb:")), default=0.0)
@@ -116,9 +119,7 @@ def main() -> int:
                 points = [
                     {
                         i.id: i.points
-                        for i in grade_submission(
-                            folder, graders[n], GradeOptions(device=str(device), quiet=True)
-                        ).items
+                        for i in grade_submission(folder, graders[n], RunOptions(device=str(device), quiet=True)).items
                     }
                     for n in (first, second)
                 ]

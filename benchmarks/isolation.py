@@ -40,7 +40,9 @@ ATTEMPTS = {
     "read the checkout's .git/config": "got = open({checkout!r} + '/.git/config').read(40)",
     "read another submission": "got = open({other!r}).read(40)",
     "read the cache": "got = str(os.listdir({cache!r}))",
-    "write .git/hooks/post-checkout": "open({checkout!r} + '/.git/hooks/post-checkout', 'w').write('x'); got = 'written'",
+    "write .git/hooks/post-checkout": (
+        "open({checkout!r} + '/.git/hooks/post-checkout', 'w').write('x'); got = 'written'"
+    ),
     "write templates/": "open({checkout!r} + '/templates/planted.html', 'w').write('x'); got = 'written'",
     "write reports/ beside --out": "open({out!r} + '/../planted.json', 'w').write('x'); got = 'written'",
     "write the cache": "open({cache!r} + '/planted', 'w').write('x'); got = 'written'",
@@ -125,14 +127,13 @@ def cost(units: int) -> list[tuple[str, float, float]]:
 
     from harness.config.assignment import load_assignment
     from harness.sandbox.host import Limits, Sandbox
+    from harness.submission.detect import load
 
-    a = load_assignment(str(ROOT / "harness" / "assignments" / "variant-a.toml"))
-    names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
+    a = load_assignment("variant-a")
+    sub = load(ROOT / "submissions" / "example", a)
     rows = []
     for mode in ("full sandbox", "no namespaces"):
-        box = Sandbox(
-            ROOT / "submissions" / "example", a.source, a.submission.module, names, a.model.nz, {"x": torch.zeros(1)}
-        )
+        box = Sandbox(sub, a, {"x": torch.zeros(1)})
         if mode == "no namespaces":
             box.config.update(mount_ns=False)
             box.prot = box.prot.__class__(False, box.prot.drop, box.prot.lines, box.prot.pdeathsig)

@@ -43,7 +43,8 @@ def main() -> None:
         documents = documents_in(folder)
         print(f"folder {args.folder}, documents {', '.join(documents)}, {args.repeat} renders each\n")
         print(
-            f"{'document':<10}{'HTML s':>9}{'PDF s':>9}{'total s':>9}{'peak MB':>10}{'PDF/HTML':>10}{'HTML KB':>9}{'PDF KB':>9}"
+            f"{'document':<10}{'HTML s':>9}{'PDF s':>9}{'total s':>9}{'peak MB':>10}{'PDF/HTML':>10}"
+            f"{'HTML KB':>9}{'PDF KB':>9}"
         )
         for document in documents:
             runs = []

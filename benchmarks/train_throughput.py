@@ -237,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(dataset) != len(images):
         raise SystemExit(f"torchvision sees {len(dataset)} training images, load_mnist {len(images)}")
     n = len(images)
-    steps = args.epochs * -(-n // bs)
 
     # ---- machine figures
     peak = matmul_peak(device)

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from harness.config.assignment import DEFAULT_ASSIGNMENT, AssignmentError, bundled_assignments, load_assignment
-from harness.ml.data import ENV_DATA, DataNotFound
-from harness.ml.training import DeviceError
+
+# torch loads only with the verbs that train or run code: `export`, `render` and `init` start fast without it
+ENV_DATA = "HARNESS_DATA"  # harness.ml.data.ENV_DATA, repeated here to keep the parser torch-free
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -146,8 +147,9 @@ def _isolation_option(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.grading.check import CheckOptions, check_submission
+    from harness.grading.check import check_submission, checklist
     from harness.grading.result import write_result
+    from harness.grading.session import RunOptions
     from harness.ml.data import load_mnist
 
     a = load_assignment(args.assignment)
@@ -159,40 +161,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     data = load_mnist(args.data)
     out = _outputs(args, folder)
-    result = check_submission(folder, a, data, CheckOptions(args.timeout, args.memory))
+    result = check_submission(folder, a, data, RunOptions(timeout_s=args.timeout, memory_mb=args.memory))
     path = out / "check.json"
     write_result(path, result)
-    print(render_checklist(result))
+    print(checklist(result))
     print(f"written: {path}")
     return 1 if result.failed else 0
-
-
-def render_checklist(result) -> str:
-    """The checklist a student reads: one line per item, evidence indented below."""
-    marks = {
-        "pass": "PASS",
-        "partial": "PART",
-        "fail": "FAIL",
-        "error": "ERR ",
-        "timeout": "TIME",
-        "needs_review": "REVW",
-    }
-    sub = result.submission
-    lines = [f"{result.assignment['title']} - check of {sub['id']} ({sub['student'] or 'no name'})", ""]
-    for p in result.problems:
-        lines.append(f"  ! {p}")
-    for item in result.items:
-        lines.append(f"[{marks[item.status]}] {item.title}: {item.points:g} / {item.max_points:g}")
-        for e in item.evidence:
-            for i, text in enumerate(str(e).splitlines()):
-                lines.append(("      " if i == 0 else "        ") + text)
-    lines.append("")
-    lines.append(
-        f"total of these checks: {result.total:g} / {result.max_total:g} "
-        f"(answers are suggestions until reviewed; graded by `harness grade`: {', '.join(result.pending)})"
-    )
-    lines.append(f"took {result.timings.get('total', 0):.1f} s")
-    return "\n".join(lines)
 
 
 def _training_setup(args: argparse.Namespace):
@@ -231,8 +205,7 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
 
     from harness.course.batch import BatchLocked, BatchOptions, grade_batch
     from harness.course.overrides import OverridesError
-    from harness.grading.check import CheckOptions
-    from harness.grading.grade import GradeOptions
+    from harness.grading.session import RunOptions
 
     out = Path(args.out)
     if args.gradescope is not None:
@@ -249,10 +222,11 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
         render=not args.no_report,
         quiet=args.quiet,
         require_isolation=args.require_isolation is not False,
-        grade=GradeOptions(
-            device=device,
-            check=CheckOptions(args.timeout, args.memory),
+        run=RunOptions(
+            timeout_s=args.timeout,
+            memory_mb=args.memory,
             train_timeout_s=args.train_timeout,
+            device=device,
             threads=threads,
             quiet=True,
         ),
@@ -335,13 +309,14 @@ def nothing_to_grade(folder: Path, a, out: Path) -> str | None:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from harness.course.batch import is_submission
-    from harness.grading.check import CheckOptions
-    from harness.grading.grade import GradeOptions, grade_submission, make_grader
+    from harness.grading.grade import grade_submission, item_table
+    from harness.grading.grader import make_grader
     from harness.grading.result import gradescope, write_result
+    from harness.grading.session import RunOptions
     from harness.io import write_json_atomic
     from harness.reference.build import build_reference
     from harness.reference.cache import cache_root
+    from harness.submission.detect import is_submission
 
     setup = _training_setup(args)
     if setup is None:
@@ -380,16 +355,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if course:
         return _grade_course(args, folder, grader, cache, str(device), started)
     out = _outputs(args, folder)
-    options = GradeOptions(
-        device=str(device),
-        check=CheckOptions(args.timeout, args.memory),
+    options = RunOptions(
+        timeout_s=args.timeout,
+        memory_mb=args.memory,
         train_timeout_s=args.train_timeout,
+        device=str(device),
+        out=out,
         quiet=args.quiet,
     )
-    result = grade_submission(folder, grader, options, artifacts_path=out / "runs.npz")
+    result = grade_submission(folder, grader, options)
     path = out / "result.json"
     write_result(path, result)
-    print(render_table(result))
+    print(item_table(result))
     print(f"written: {path}, {out / result.artifacts}")
     if args.gradescope is not None:
         gs = Path(args.gradescope) if args.gradescope else out / "results.json"
@@ -402,13 +379,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _render(folder: Path, documents: list[str] | None = None, quiet: bool = False) -> int:
-    """Render documents in a child process; print what was written and what failed (exit 1)."""
-    from harness.documents.render import render_folder
+    """Render documents in a child process (the report with the instructor's overrides merged in); print what was
+    written and what failed (exit 1)."""
+    from harness.course.reports import render_documents
 
     code = 0
     if not quiet:
         print(f"rendering {', '.join(documents or ['every document'])} in {folder} ...", file=sys.stderr)
-    for r in render_folder(folder, documents):
+    for r in render_documents(folder, documents):
         for path in (r.html, r.pdf):
             if path is not None:
                 print(f"written: {path}")
@@ -420,7 +398,8 @@ def _render(folder: Path, documents: list[str] | None = None, quiet: bool = Fals
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.grading.result import write_result
-    from harness.grading.write_up import RESULT_NAME, ReportOptions, write_up
+    from harness.grading.session import RunOptions
+    from harness.grading.write_up import RESULT_NAME, write_up
 
     setup = _training_setup(args)
     if setup is None:
@@ -436,8 +415,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if _isolation_gate(bool(args.require_isolation)):
         return 2
     out = _outputs(args, folder)
-    options = ReportOptions(str(device), args.train_timeout, args.memory, args.quiet)
-    result = write_up(folder, a, profile, data, out, options)
+    options = RunOptions(
+        memory_mb=args.memory, train_timeout_s=args.train_timeout, device=str(device), out=out, quiet=args.quiet
+    )
+    result = write_up(folder, a, profile, data, options)
     write_result(out / RESULT_NAME, result)
     for p in result.problems:
         print(f"  ! {p}")
@@ -462,35 +443,6 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(f"error: {folder} has neither result.json (from grade) nor write-up.json (from report)", file=sys.stderr)
         return 2
     return _render(folder, args.document or found, args.quiet)
-
-
-def render_table(result) -> str:
-    """The final table of a grade: one row per item, its points and the first line of evidence."""
-    sub = result.submission
-    lines = [
-        f"{result.assignment['title']} - grade of {sub['id']} ({sub['student'] or 'no name'}), "
-        f"profile {result.profile}",
-        "",
-    ]
-    for p in result.problems:
-        lines.append(f"  ! {p}")
-    w = max([len(i.id) for i in result.items] + [5]) + 1
-    head = f"{'item':<{w}}{'points':>11}  {'status':<13}evidence"
-    lines += [head, "-" * 100]
-    for item in result.items:
-        first = next((str(e).splitlines()[0] for e in item.evidence if str(e).startswith("x ")), None)
-        first = first or (str(item.evidence[0]).splitlines()[0] if item.evidence else "")
-        if len(first) > 70:
-            first = first[:67] + "..."
-        lines.append(f"{item.id:<{w}}{item.points:>5g} / {item.max_points:<3g}  {item.status:<13}{first}")
-    lines += [
-        "-" * 100,
-        f"{'total':<{w}}{result.total:>5g} / {result.max_total:<3g}"
-        f"  (answers are suggestions until an instructor reviews them)",
-        "",
-    ]
-    lines.append(f"per-item evidence: result.json (docs/result-schema.md); took {result.timings.get('total', 0):.1f} s")
-    return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -663,11 +615,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors a verb reports in one line (exit 2): a bad assignment, data or device. The data
+    and device errors exist only once their (torch) modules are loaded."""
+    loaded = [
+        (sys.modules.get(m), name)
+        for m, name in (("harness.ml.data", "DataNotFound"), ("harness.ml.training", "DeviceError"))
+    ]
+    return (AssignmentError, *(getattr(module, name) for module, name in loaded if module is not None))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AssignmentError, DataNotFound, DeviceError) as e:
+    except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,7 +5,8 @@ tox runs the suite in two pytest-xdist workers (``-n 2 --dist loadfile``: a file
 in one worker, so its module fixtures are built once). Each worker's torch, and so each
 training unit it starts, gets an equal share of the cores, and the workers share one cache
 folder, so the classifier and each reference are trained once (the harness's cache lock
-makes the other worker wait)."""
+makes the other worker wait). Helpers shared by test files (the example submission and its
+planted copies, a course folder without training) are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from harness.config.assignment import load_assignment
 from harness.ml.data import load_mnist
+from tests.helpers import EXAMPLE
 
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads()) // WORKERS))
@@ -46,54 +48,17 @@ def session_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def variant_a_text() -> str:
-    return (Path(__file__).parents[1] / "harness" / "assignments" / "variant-a.toml").read_text()
-
-
-EXAMPLE = Path(__file__).parents[1] / "submissions" / "example"
-
-
-def copy_example(
-    dest: Path, replace: list[tuple[str, str]] = (), append: str = "", answers: list[tuple[str, str]] = ()
-) -> Path:
-    """A copy of the example with exact text edits; each ``old`` must occur exactly once, so a
-    change to the example breaks the test loudly instead of leaving the bug unplanted."""
-    import shutil
-
-    shutil.copytree(EXAMPLE, dest)
-    for file, edits in (("submission.py", replace), ("answers.md", answers)):
-        path = dest / file
-        text = path.read_text()
-        for old, new in edits:
-            assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {file}"
-            text = text.replace(old, new)
-        if file == "submission.py" and append:
-            text += "\n" + append
-        path.write_text(text)
-    return dest
-
-
-EXAMPLE_TUNED = "tuned_beta = 0.0001"  # the example's line in submission.toml
-
-
-def planted_copy(dest: Path, edits: list[tuple[str, str]] = (), tuned: str | None = None) -> Path:
-    """A copy of the example with exact edits of submission.py and, given ``tuned``, that line in
-    place of the example's tuned_beta."""
-    folder = copy_example(dest, edits)
-    if tuned:
-        toml = folder / "submission.toml"
-        text = toml.read_text()
-        assert text.count(EXAMPLE_TUNED) == 1, f"{EXAMPLE_TUNED!r} is not in the example's submission.toml once"
-        toml.write_text(text.replace(EXAMPLE_TUNED, tuned))
-    return folder
+    return (Path(__file__).parents[1] / "harness" / "config" / "assignments" / "variant-a.toml").read_text()
 
 
 @pytest.fixture(scope="session")
 def run_check(assignment, mnist):
     """Check a submission folder as `harness check` does; returns the Result."""
-    from harness.grading.check import CheckOptions, check_submission
+    from harness.grading.check import check_submission
+    from harness.grading.session import RunOptions
 
     def run(folder: Path, timeout_s: float | None = None, memory_mb: int | None = None):
-        return check_submission(folder, assignment, mnist, CheckOptions(timeout_s, memory_mb))
+        return check_submission(folder, assignment, mnist, RunOptions(timeout_s=timeout_s, memory_mb=memory_mb))
 
     return run
 
@@ -107,7 +72,7 @@ def example_points(run_check) -> dict[str, float]:
 def grader(assignment, mnist, session_cache):
     """The smoke-profile grader (reference built once per session, in the session cache), with the
     full-protocol beta band (the AE and the search under `full`, also built once)."""
-    from harness.grading.grade import make_grader
+    from harness.grading.grader import make_grader
     from harness.reference.beta_band import ensure_band
     from harness.reference.build import build_reference
 
@@ -120,9 +85,10 @@ def grader(assignment, mnist, session_cache):
 @pytest.fixture(scope="session")
 def run_grade(grader):
     """Grade a submission folder in this process (smoke grader); returns the Result."""
-    from harness.grading.grade import GradeOptions, grade_submission
+    from harness.grading.grade import grade_submission
+    from harness.grading.session import RunOptions
 
     def run(folder: Path, train_timeout_s: float | None = None):
-        return grade_submission(folder, grader, GradeOptions(train_timeout_s=train_timeout_s, quiet=True))
+        return grade_submission(folder, grader, RunOptions(train_timeout_s=train_timeout_s, quiet=True))
 
     return run

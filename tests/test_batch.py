@@ -27,15 +27,13 @@ from harness.course.batch import (
     discover,
     grade_batch,
     grade_one,
-    grade_rows,
-    is_submission,
     record_error,
-    write_grades,
 )
 from harness.course.summary import write_summary
-from harness.grading.grade import GradeOptions
+from harness.course.table import grade_rows, write_grades
 from harness.grading.result import load_result
-from tests.conftest import EXAMPLE, copy_example
+from harness.grading.session import RunOptions
+from tests.helpers import EXAMPLE, SMOKE_CPU, copy_example, harness_command
 
 FIXTURE = EXAMPLE.parents[1] / "tests" / "fixtures" / "example-smoke"
 
@@ -43,7 +41,7 @@ FIXTURE = EXAMPLE.parents[1] / "tests" / "fixtures" / "example-smoke"
 # splits the cores. Explicit, because a Dask worker would otherwise give a unit all the
 # machine's cores: oversubscribed beside a busy test worker, OpenMP's waits slow it severalfold.
 CHEAP = BatchOptions(
-    workers=2, render=False, quiet=True, grade=GradeOptions(quiet=True, threads=max(1, torch.get_num_threads() // 2))
+    workers=2, render=False, quiet=True, run=RunOptions(quiet=True, threads=max(1, torch.get_num_threads() // 2))
 )
 
 
@@ -60,7 +58,8 @@ def vandal(folder, out):
     attack = (
         "import os as _os, shutil as _sh, signal as _sig, pathlib as _p\n"
         f"_out = _p.Path({str(out)!r})\n"
-        "for _do in (lambda: (_out / 'ada' / 'result.json').write_text('{}'), lambda: (_out / 'grades.csv').write_text('x'),\n"
+        "for _do in (lambda: (_out / 'ada' / 'result.json').write_text('{}'),"
+        " lambda: (_out / 'grades.csv').write_text('x'),\n"
         "            lambda: (_out / 'planted.txt').write_text('x'), lambda: _sh.rmtree(_out / 'zed'),\n"
         "            lambda: _os.kill(_os.getppid(), _sig.SIGKILL)):\n"
         "    try:\n        _do()\n    except OSError:\n        pass\n"
@@ -115,26 +114,20 @@ def test_a_batch_killed_mid_run_loses_only_its_in_flight_work(course, grader, se
     vandal(root / "mal", killed)  # the CLI protects only this batch's folders
     garbage(root / "zed")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness",
+        harness_command(
             "grade",
-            str(root),
-            "--profile",
-            "smoke",
-            "--device",
-            "cpu",
+            root,
+            *SMOKE_CPU,
             "--cache",
-            str(session_cache),
+            session_cache,
             "--out",
-            str(killed),
+            killed,
             "--workers",
             "2",
             "--no-report",
             "-q",
             "--no-require-isolation",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -248,6 +241,8 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path):
 
 
 def test_a_course_folder_is_told_apart_from_a_submission(tmp_path, assignment):
+    from harness.submission.detect import is_submission
+
     assert is_submission(EXAMPLE, assignment) and not is_submission(EXAMPLE.parent, assignment)
     for name in ("b", "a", ".hidden", "_private"):
         (tmp_path / name).mkdir()
@@ -299,26 +294,20 @@ def test_the_cli_grades_a_course_folder_and_its_closing_line_agrees_with_summary
     (broken / "submission.py").write_text("raise RuntimeError('broken on import')\n")
     out = tmp_path / "reports"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
+        harness_command(
             "grade",
-            str(tmp_path / "course"),
-            "--profile",
-            "smoke",
-            "--device",
-            "cpu",
+            tmp_path / "course",
+            *SMOKE_CPU,
             "--cache",
-            str(session_cache),
+            session_cache,
             "--out",
-            str(out),
+            out,
             "--workers",
             "2",
             "--no-report",
             "-q",
             "--no-require-isolation",
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=600,

@@ -9,9 +9,10 @@ import math
 import pytest
 
 from harness.config.assignment import load_assignment
-from harness.grading.items.training import BetaVerdict, RunMeasure, score_beta_tuning
+from harness.grading.items.training import BetaVerdict, score_beta_tuning
 from harness.reference.beta_band import judge_search
-from tests.conftest import planted_copy
+from harness.reference.measure import RunMeasure
+from tests.helpers import planted_copy
 
 A = load_assignment("variant-a")
 G = A.grading

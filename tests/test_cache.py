@@ -12,7 +12,8 @@ from harness.reference.cache import building
 def hold(final, then: str = "time.sleep(600)") -> subprocess.Popen:
     """Another process inside ``building(final)``; returns once it holds the lock."""
     code = (
-        f"import time\nfrom pathlib import Path\nfrom harness.reference.cache import building\nfinal = Path({str(final)!r})\n"
+        "import time\nfrom pathlib import Path\nfrom harness.reference.cache import building\n"
+        f"final = Path({str(final)!r})\n"
         f"with building(final):\n    print('held', flush=True)\n    {then}\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

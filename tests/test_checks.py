@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import EXAMPLE, copy_example
+from tests.helpers import EXAMPLE, copy_example
 
 FUNCTIONAL = '''
 class Encoder(nn.Module):

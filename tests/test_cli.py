@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 from harness.cli import main
-from tests.conftest import EXAMPLE
+from tests.helpers import EXAMPLE
 
 
 def _harness(*args, env=None):
@@ -52,7 +52,7 @@ def test_check_prints_checklist_writes_result_and_exits_zero_on_the_example(tmp_
 
 
 def test_check_exits_nonzero_when_an_item_fails(tmp_path, capsys):
-    from tests.conftest import copy_example
+    from tests.helpers import copy_example
 
     folder = copy_example(tmp_path / "shuffle", [("shuffle=True", "shuffle=False")])
     assert main(["check", str(folder), "--out", str(tmp_path / "out")]) == 1

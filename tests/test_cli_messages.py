@@ -15,7 +15,7 @@ from harness.cli import default_profile, main
 from harness.course.batch import isolation_refusal, isolation_warnings
 from harness.progress import Progress
 from harness.sandbox.host import protections
-from tests.conftest import EXAMPLE
+from tests.helpers import EXAMPLE
 
 
 def _with_lines(*lines: str):

@@ -16,7 +16,7 @@ import pytest
 from harness.cli import main
 from harness.course.export import ExportError, course_ids, export
 from harness.course.overrides import OverridesError
-from tests.test_overrides import overrides, store
+from tests.helpers import overrides, store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,6 +170,46 @@ def test_cli_export_exit_codes(tmp_path):
     overrides(reports, "s1,no_such_item,1,")
     invalid = harness("export", str(reports), "--format", "csv", cwd=tmp_path)
     assert invalid.returncode == 2 and "unknown item 'no_such_item'" in invalid.stderr
+
+
+def test_the_grade_table_and_export_import_no_torch_and_export_a_course_without_it_in_a_fresh_process(tmp_path):
+    """Read from stored files alone: a fresh interpreter (nothing else has imported torch) imports the
+    grade table and export, then exports a course with an override, and torch is never loaded."""
+    reports = course(tmp_path / "reports")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import harness.course.export, harness.course.table\n"
+        "assert 'torch' not in sys.modules, 'torch imported by harness.course.export or harness.course.table'\n"
+        "from harness.config.assignment import load_assignment\n"
+        f"done = harness.course.export.export(Path({str(reports)!r}), load_assignment('variant-a'), 'csv')\n"
+        "assert done.rows == 3, done\n"
+        "assert 'torch' not in sys.modules, 'torch imported while exporting'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_export_verb_runs_without_loading_torch(tmp_path):
+    """`python -m harness export` is a table job: the command line itself loads no torch either."""
+    reports = course(tmp_path / "reports")
+    script = (
+        "import sys\n"
+        "from harness.cli import main\n"
+        f"code = main(['export', {str(reports)!r}, '--format', 'canvas'])\n"
+        "assert code == 0, code\n"
+        "assert 'torch' not in sys.modules, 'torch imported by the export verb'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (reports / "export-canvas.csv").is_file()
 
 
 def test_help_lists_the_export_verb():

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 from pypdf import PdfReader
 
-from tests.conftest import EXAMPLE, EXAMPLE_TUNED, copy_example, planted_copy
+from tests.helpers import EXAMPLE, EXAMPLE_TUNED, SMOKE_CPU, copy_example, harness_command, planted_copy
 
 
 @pytest.fixture(scope="session")
@@ -23,23 +22,7 @@ def example_grade(assignment, session_cache, tmp_path_factory, grader):
     after ``grader``, so the session cache holds the beta band and the smoke reference."""
     out = tmp_path_factory.mktemp("reports")
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "grade",
-            str(EXAMPLE),
-            "--profile",
-            "smoke",
-            "--device",
-            "cpu",
-            "--cache",
-            str(session_cache),
-            "--out",
-            str(out),
-            "--gradescope",
-            "-q",
-        ],
+        harness_command("grade", EXAMPLE, *SMOKE_CPU, "--cache", session_cache, "--out", out, "--gradescope", "-q"),
         capture_output=True,
         text=True,
         timeout=900,
@@ -123,7 +106,8 @@ def test_a_hanging_train_autoencoder_costs_ae_training_only(tmp_path, run_grade)
         tmp_path / "hang",
         [
             (
-                "    model.to(device)\n    model.train()\n    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
+                "    model.to(device)\n    model.train()\n"
+                "    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)\n    losses = []",
                 "    while True:\n        pass",
             )
         ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import planted_copy
+from tests.helpers import planted_copy
 
 PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta line, evidence it must show)
     "no-zero-grad": (
@@ -69,7 +69,10 @@ def test_planted_training_bug_costs_exactly_its_items_and_names_the_cause(name, 
 
 def test_an_infinite_loop_in_a_training_loop_is_stopped_by_the_stall_watchdog(tmp_path, run_grade, grader):
     """Not by the 3,600 s ceiling: no optimizer step for [sandbox] stall_s ends the unit."""
-    spin = "            losses.append(loss.item())\n            if len(losses) == 12:\n                while True:\n                    pass\n"
+    spin = (
+        "            losses.append(loss.item())\n"
+        "            if len(losses) == 12:\n                while True:\n                    pass\n"
+    )
     folder = planted_copy(
         tmp_path / "spin", [("            losses.append(loss.item())\n    return losses", spin + "    return losses")]
     )

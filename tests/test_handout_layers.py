@@ -14,7 +14,7 @@ import pytest
 
 from harness.config.assignment import load_assignment, plan_layers
 from harness.grading.items import architecture
-from tests.conftest import copy_example
+from tests.helpers import copy_example
 
 # --------------------------------------------------------------------------- synthetic observations
 
@@ -129,7 +129,10 @@ A_CHOICES = {  # (kernel, batch norm) -> the example's decoder layer 4 written t
     (
         3,
         True,
-    ): "nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1),\n            nn.BatchNorm2d(32),\n",
+    ): (
+        "nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1),\n"
+        "            nn.BatchNorm2d(32),\n"
+    ),
     (3, False): "nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1),\n",
     (4, False): "nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1),\n",
 }
@@ -188,10 +191,10 @@ class Decoder(nn.Module):
 @pytest.fixture(scope="module")
 def run_check_b(mnist):
     """`harness check` bound to the variant-b assignment."""
-    from harness.grading.check import CheckOptions, check_submission
+    from harness.grading.check import check_submission
 
     b = load_assignment("variant-b")
-    return lambda folder: check_submission(folder, b, mnist, CheckOptions())
+    return lambda folder: check_submission(folder, b, mnist)
 
 
 @pytest.fixture(scope="module")

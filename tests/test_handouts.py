@@ -91,7 +91,8 @@ class Mismatches:
     def check(self, key: str, config_value, handout_value, handout_line: str) -> None:
         if config_value != handout_value:
             self.lines.append(
-                f"{self.config}.toml {key} = {config_value!r}, but {self.name} says {handout_value!r} in {handout_line!r}"
+                f"{self.config}.toml {key} = {config_value!r}, "
+                f"but {self.name} says {handout_value!r} in {handout_line!r}"
             )
 
     def fail(self, message: str) -> None:

@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-from harness.grading.check import CODE_ITEMS
+from harness.grading.code import CODE_ITEMS
 from harness.grading.result import write_result
-from tests.conftest import EXAMPLE, copy_example
+from tests.helpers import EXAMPLE, copy_example
 
 TIMEOUT_S = 8.0
 MEMORY_MB = 2500
@@ -142,9 +142,11 @@ def test_rewriting_result_files_fails_and_the_results_stay_the_harness_s(tmp_pat
     write_result(reports / "vandal" / "check.json", other)  # its own earlier result
     vandal = (
         "import json as _j, pathlib as _p\n"
-        f"for _f in [_p.Path({str(reports / 'other' / 'check.json')!r}), _p.Path({str(reports / 'vandal' / 'check.json')!r})]:\n"
+        f"for _f in [_p.Path({str(reports / 'other' / 'check.json')!r}),"
+        f" _p.Path({str(reports / 'vandal' / 'check.json')!r})]:\n"
         "    try:\n        _f.write_text(_j.dumps({'total': 999}))\n    except OSError:\n        pass\n"
-        f"    try:\n        (_p.Path({str(reports)!r}) / 'planted.json').write_text('x')\n    except OSError:\n        pass\n"
+        f"    try:\n        (_p.Path({str(reports)!r}) / 'planted.json').write_text('x')\n"
+        "    except OSError:\n        pass\n"
     )
     result = run_check(copy_example(tmp_path / "vandal", append=vandal))
     assert (reports / "other" / "check.json").read_bytes() == before

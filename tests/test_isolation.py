@@ -5,6 +5,7 @@ before and after this file's tests and must be byte-identical (docs/sandbox.md).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,7 +21,8 @@ import torch
 
 from harness.sandbox.host import SCRATCH_PREFIX, Limits, Sandbox, protections
 from harness.sandbox.supervisor import descendants
-from tests.conftest import copy_example
+from harness.submission.detect import load
+from tests.helpers import copy_example, harness_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_IN_HASH = {".venv", ".tox", "__pycache__", ".pytest_cache", ".ruff_cache", "harness.egg-info"}
@@ -179,8 +181,8 @@ def run_units(assignment, folder: Path, code: str, units: int, assignment_path: 
     the files of the sandbox's copy of the submission afterwards (units must not change it)."""
     (folder / "sub").mkdir()
     (folder / "sub" / "submission.py").write_text(code)
-    source = assignment_path or assignment.source
-    with Sandbox(folder / "sub", source, "submission.py", {}, 64, {"x": torch.zeros(1)}, **sandbox) as box:
+    a = dataclasses.replace(assignment, source=assignment_path) if assignment_path else assignment
+    with Sandbox(load(folder / "sub", a), a, {"x": torch.zeros(1)}, **sandbox) as box:
         outcomes = [box.run(f"u{i}", "import", Limits(60, 3000)) for i in range(units)]
         copy = sorted(p.name for p in (box.scratch / "work").iterdir())
     return outcomes, copy
@@ -221,11 +223,13 @@ def test_student_code_never_runs_as_root_and_sees_only_its_view(assignment, tmp_
 
 def test_a_unit_s_tmp_is_fresh_and_capped(assignment, tmp_path):
     code = (
-        "import os\nleft = os.path.exists('/tmp/left-by-earlier-unit')\nopen('/tmp/left-by-earlier-unit', 'w').write('x')\n"
-        "n = 0\ntry:\n    with open('/tmp/big', 'wb') as f:\n        while True:\n            f.write(bytes(16 << 20)); n += 16\n"
+        "import os\nleft = os.path.exists('/tmp/left-by-earlier-unit')\n"
+        "open('/tmp/left-by-earlier-unit', 'w').write('x')\n"
+        "n = 0\ntry:\n    with open('/tmp/big', 'wb') as f:\n"
+        "        while True:\n            f.write(bytes(16 << 20)); n += 16\n"
         "except OSError as e:\n    print('FULL', n, left, e.errno)\n"
     )
-    outcomes, _ = run_units(assignment, tmp_path, code, 2, tmp_mb=64)
+    outcomes, _ = run_units(assignment, tmp_path, code, 2, scratch_mb=64)
     for o in outcomes:
         assert o.ok, o.error
         _, filled, left, errno = o.stdout.split()
@@ -259,18 +263,7 @@ def test_sigkill_of_grade_mid_unit_leaves_no_sandbox_process(tmp_path, grader, s
     folder = copy_example(tmp_path / "spinner", append="while True:\n    pass\n")
     env = {**os.environ, "HARNESS_CACHE": str(session_cache)}
     grade = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "grade",
-            str(folder),
-            "--profile",
-            "smoke",
-            "--out",
-            str(tmp_path / "out"),
-            "-q",
-        ],
+        harness_command("grade", folder, "--profile", "smoke", "--out", tmp_path / "out", "-q"),
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -291,7 +284,7 @@ def test_sigkill_of_grade_mid_unit_leaves_no_sandbox_process(tmp_path, grader, s
 def test_sigterm_to_the_supervisor_ends_its_unit_and_itself(assignment, tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "submission.py").write_text("while True:\n    pass\n")
-    with Sandbox(tmp_path / "sub", assignment.source, "submission.py", {}, 64, {"x": torch.zeros(1)}) as box:
+    with Sandbox(load(tmp_path / "sub", assignment), assignment, {"x": torch.zeros(1)}) as box:
         outcome: list = []
         worker = threading.Thread(target=lambda: outcome.append(box.run("spin", "import", Limits(300, 3000))))
         worker.start()
@@ -309,11 +302,15 @@ import json, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
 import torch
+from harness.config.assignment import load_assignment
 from harness.sandbox.host import Limits, Sandbox, protections
+from harness.submission.detect import load
 p = protections()
-with Sandbox(Path({sub!r}), {assignment!r}, "submission.py", {{}}, 64, {{"x": torch.zeros(1)}}) as box:
+a = load_assignment({assignment!r})
+with Sandbox(load(Path({sub!r}), a), a, {{"x": torch.zeros(1)}}) as box:
     o = box.run("import", "import", Limits(60, 3000))
-print("RESULT" + json.dumps({{"drop": p.drop, "missing": p.missing, "status": o.status, "error": o.error, "stdout": o.stdout}}))
+r = {{"drop": p.drop, "missing": p.missing, "status": o.status, "error": o.error, "stdout": o.stdout}}
+print("RESULT" + json.dumps(r))
 """
 
 

@@ -1,6 +1,7 @@
 """Instructors' overrides (harness.course.overrides): validation, merging, the flag after a regrade,
-grades.csv and the instructor report. No training: each course is a tmp folder of copies of
-the stored fixture result (tests/fixtures/example-smoke/result.json), edited per test."""
+grades.csv (harness.course.table) and the instructor report (harness.course.reports). No training:
+each course is a tmp folder of copies of the stored fixture result
+(tests/fixtures/example-smoke/result.json), edited per test."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.course.batch import grade_rows, write_grades
 from harness.course.overrides import (
     BASIS_NAME,
     OVERRIDES_NAME,
@@ -26,42 +26,11 @@ from harness.course.overrides import (
     reports_to_refresh,
     rubric_points,
 )
-from harness.grading.rubric import status_for
-
-FIXTURE = Path(__file__).parent / "fixtures" / "example-smoke"
-HEADER = "submission,item,points,comment\n"
-
-
-def store(
-    out: Path,
-    sid: str,
-    points: dict[str, float] | None = None,
-    statuses: dict[str, str] | None = None,
-    created: str = "2026-01-01T00:00:00+00:00",
-    student: str = "Ada Example",
-    student_id: str = "a1",
-) -> Path:
-    """``<out>/<sid>/result.json``: the fixture result with some items' automatic points (status
-    from the points unless given) and a fresh ``created``, as a (re)grade would write it."""
-    r = json.loads((FIXTURE / "result.json").read_text())
-    for item in r["items"]:
-        if item["id"] in (points or {}):
-            item["points"] = float(points[item["id"]])
-            item["status"] = status_for(item["points"], item["max_points"])
-        item["status"] = (statuses or {}).get(item["id"], item["status"])
-    r["total"] = sum(i["points"] for i in r["items"])
-    r["created"] = created
-    r["submission"].update(id=sid, student=student, student_id=student_id)
-    folder = out / sid
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "result.json").write_text(json.dumps(r))
-    return folder
-
-
-def overrides(out: Path, *rows: str) -> Path:
-    path = out / OVERRIDES_NAME
-    path.write_text(HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
-    return path
+from harness.course.reports import render_documents, report_input
+from harness.course.table import grade_rows, write_grades
+from harness.documents.render import render_here, render_html
+from tests.helpers import FIXTURE, overrides, store
+from tests.helpers import OVERRIDES_HEADER as HEADER
 
 
 def row(rows: pd.DataFrame, sid: str) -> dict:
@@ -96,7 +65,8 @@ def rubric(assignment) -> dict[str, float]:
         (HEADER + "s1,ae_training,6.5,\n", r"overrides\.csv:2: points 6\.5 for ae_training are outside 0\.\.6\."),
         (
             HEADER + "s1,ae_training,4,\n\ns1,ae_training,5,again\n",
-            r"overrides\.csv:4: a second override of ae_training for s1 \(the first is on line 2\)\. Fix: keep one row per submission and item",
+            r"overrides\.csv:4: a second override of ae_training for s1 \(the first is on line 2\)\. "
+            r"Fix: keep one row per submission and item",
         ),
         (
             HEADER + "s1,ae_training,4,too,many\n",
@@ -105,16 +75,19 @@ def rubric(assignment) -> dict[str, float]:
         (HEADER + ",ae_training,4,\n", r"overrides\.csv:2: the submission is empty\."),
         (
             "submission,item,points,comment,grader\ns1,ae_training,4,,me\n",
-            r"overrides\.csv:1: header .*: unknown column grader\. Fix: the header line must be exactly submission,item,points,comment",
+            r"overrides\.csv:1: header .*: unknown column grader\. "
+            r"Fix: the header line must be exactly submission,item,points,comment",
         ),
         ("submission,item,points\ns1,ae_training,4\n", r"overrides\.csv:1: header .*: missing column comment\."),
         (
             "s1,ae_training,4,ok\n",
-            r"overrides\.csv:1: header .*: missing columns submission, item, points, comment; unknown columns s1, ae_training, 4, ok\.",
+            r"overrides\.csv:1: header .*: missing columns submission, item, points, comment; "
+            r"unknown columns s1, ae_training, 4, ok\.",
         ),
         (
             "",
-            r"overrides\.csv:1: no header line\. Fix: start the file with the header line submission,item,points,comment",
+            r"overrides\.csv:1: no header line\. "
+            r"Fix: start the file with the header line submission,item,points,comment",
         ),
     ],
 )
@@ -373,12 +346,16 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def test_the_report_shows_the_override_its_comment_the_automatic_points_and_the_overridden_total(tmp_path):
-    from harness.documents.render import render_html
+def report_html(folder: Path) -> str:
+    """The instructor report's HTML as every command draws it: the stored result with
+    ``overrides.csv`` merged in by harness.course.reports, rendered by harness.documents."""
+    return render_html(folder, "report", report_input(folder))
 
+
+def test_the_report_shows_the_override_its_comment_the_automatic_points_and_the_overridden_total(tmp_path):
     folder = report_folder(tmp_path)
     overrides(tmp_path, "s1,ae_training,4,Loop skips the last batch; -2")
-    text = text_of(render_html(folder, "report"))
+    text = text_of(report_html(folder))
     assert "Total 43 / 45" in text
     assert "1 instructor override (automatic total 45)" in text
     assert (
@@ -388,23 +365,19 @@ def test_the_report_shows_the_override_its_comment_the_automatic_points_and_the_
 
 
 def test_the_report_shows_the_change_flag_after_a_regrade(tmp_path):
-    from harness.documents.render import render_html
-
     folder = report_folder(tmp_path)
     overrides(tmp_path, "s1,ae_training,4,")
-    render_html(folder, "report")  # the first application records the basis (automatic 6, pass)
+    report_html(folder)  # the first application records the basis (automatic 6, pass)
     result = json.loads((folder / "result.json").read_text())
     next(i for i in result["items"] if i["id"] == "ae_training").update(points=3.0, status="partial")
     (folder / "result.json").write_text(json.dumps(result))
-    text = text_of(render_html(folder, "report"))
+    text = text_of(report_html(folder))
     assert "override of ae_training: automatic result changed from 6 (pass) to 3 (partial) since the override" in text
     assert "The automatic result changed since the override." in text
 
 
 def test_an_invalid_overrides_csv_is_an_error_in_the_report_with_the_automatic_points(tmp_path, monkeypatch):
     import weasyprint
-
-    from harness.documents.render import render_here
 
     class NoPdf:  # the PDF is not what this test is about
         def __init__(self, **_):
@@ -416,12 +389,29 @@ def test_an_invalid_overrides_csv_is_an_error_in_the_report_with_the_automatic_p
     monkeypatch.setattr(weasyprint, "HTML", NoPdf)
     folder = report_folder(tmp_path)
     overrides(tmp_path, "s1,ae_training,x,")
-    out = render_here(folder, "report")
+    out = render_here(folder, "report", report_input(folder))
     assert out.error.startswith("overrides.csv is invalid, so the report shows the automatic points: ")
     assert "points 'x' is not a number" in out.error
     text = text_of(out.html.read_text())
     assert "overrides.csv could not be applied , so the points below are the automatic ones" in text
     assert "Total 45 / 45" in text
+
+
+def test_rendering_a_folder_merges_the_overrides_into_the_report_its_child_process_draws(tmp_path):
+    folder = report_folder(tmp_path)
+    overrides(tmp_path, "s1,ae_training,4,checked by hand")
+    (out,) = render_documents(folder, ["report"])
+    assert not out.error, out.error
+    assert "Instructor override: 4 instead of the automatic 6 (pass): checked by hand." in text_of(out.html.read_text())
+    assert json.loads((folder / BASIS_NAME).read_text())["items"]["ae_training"]["auto_points"] == 6.0
+
+
+def test_a_report_without_a_readable_result_is_an_error_and_no_file_is_written(tmp_path):
+    folder = report_folder(tmp_path)
+    (folder / "result.json").write_text("{not json")
+    (out,) = render_documents(folder, ["report"])
+    assert out.error.startswith("the HTML could not be rendered (JSONDecodeError: ")
+    assert out.html is None and not (folder / "report.html").exists()
 
 
 # --------------------------------------------------------------------------- reports to refresh
@@ -489,13 +479,11 @@ def test_submissions_without_a_report_or_with_an_error_are_not_listed(tmp_path, 
 
 
 def test_a_rendered_report_is_no_longer_stale(tmp_path, assignment):
-    from harness.documents.render import render_html
-
     folder = report_folder(tmp_path)
     overrides(tmp_path, "s1,ae_training,4,")
     aged(tmp_path / OVERRIDES_NAME, 100)
     (folder / "report.html").write_text("old")
     aged(folder / "report.html", 200)
     assert stale(tmp_path, ["s1"], assignment) == ["s1"]
-    (folder / "report.html").write_text(render_html(folder, "report"))  # as render_here writes it, after the basis
+    (folder / "report.html").write_text(report_html(folder))  # as render_documents writes it, after the basis
     assert stale(tmp_path, ["s1"], assignment) == []

@@ -1,14 +1,18 @@
 """Integration: the reference under the smoke profile on real digits (HARNESS_DATA)."""
 
+import dataclasses
 import subprocess
-import sys
 
 import pytest
 import torch
 
+from harness.config.plan import run_plan, search_plan
 from harness.ml import metrics
 from harness.ml.training import resolve_device
-from harness.reference.build import _measure, _train_run, build_reference, load_model, table
+from harness.reference.build import build_reference, load_model, table
+from harness.reference.measure import RunMeasure, RunRecord
+from harness.reference.trainer import Trainer
+from tests.helpers import SMOKE_CPU, harness_command
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +49,28 @@ def test_reference_records_curves_and_calibration(smoke, assignment):
     assert "tuned beta" in table(smoke) and "sample FID" in table(smoke)
 
 
-def test_a_rerun_of_a_smoke_run_gives_identical_metrics(smoke, assignment, mnist, session_cache):
-    from harness.ml.data import subset
-    from harness.reference.build import load_or_train_classifier
+def test_reference_trains_the_run_plan_then_the_search_then_the_tuned_run(smoke, assignment):
+    profile = assignment.profile("smoke")
+    plans = run_plan(assignment, profile)
+    expected = [p for p in plans if p.role != "tuned"] + search_plan(assignment, profile) + [plans[-1]]
+    assert [r.name for r in smoke.runs] == [p.name for p in expected]
+    assert [(r.epochs, r.learning_rate, r.search) for r in smoke.runs] == [
+        (p.epochs, p.learning_rate, p.role == "search") for p in expected
+    ]
 
-    spec = assignment.training.fixed[1]
-    recorded = smoke.run(spec.name)
-    images, _ = subset(mnist.train_images, mnist.train_labels, 2000, assignment.training.seed)
-    model, curves = _train_run(assignment, spec, spec.beta, recorded.epochs, images, torch.device("cpu"), True)
-    clf, _ = load_or_train_classifier(mnist, assignment, session_cache, torch.device("cpu"), True)
-    real = metrics.classify(clf, mnist.test_images)[0]
-    again = _measure(assignment, spec.name, model, spec.beta, spec, recorded.epochs, curves, mnist, 2000, clf, real)
+
+def test_a_rerun_of_a_smoke_run_gives_identical_metrics(smoke, assignment, mnist, session_cache):
+    profile = assignment.profile("smoke")
+    plan = next(p for p in run_plan(assignment, profile) if p.name == assignment.training.fixed[1].name)
+    recorded = smoke.run(plan.name)
+    trainer = Trainer.for_profile(assignment, profile, mnist, torch.device("cpu"), session_cache, quiet=True)
+    again, _ = trainer.run(plan)
     assert again.curves.rec == recorded.curves.rec
-    assert (again.test_mse, again.kl, again.sample_fid) == (recorded.test_mse, recorded.kl, recorded.sample_fid)
+
+    def numbers(r: RunRecord) -> dict:
+        return {k: v for k, v in r.to_json().items() if k != "seconds"}  # all but the training time
+
+    assert numbers(again) == numbers(recorded)
 
 
 def test_a_second_build_answers_from_the_cache_with_the_same_models(smoke, assignment, mnist, session_cache):
@@ -73,22 +86,47 @@ def test_a_second_build_answers_from_the_cache_with_the_same_models(smoke, assig
 
 def test_cli_reference_reads_the_cache_and_prints_the_table(smoke, session_cache):
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "reference",
-            "--profile",
-            "smoke",
-            "--device",
-            "cpu",
-            "--cache",
-            str(session_cache),
-            "-q",
-        ],
+        harness_command("reference", *SMOKE_CPU, "--cache", session_cache, "-q"),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "(read from cache)" in out.stdout and "beta-10" in out.stdout and "tuned beta" in out.stdout
+
+
+# --------------------------------------------------------------------------- one measurement type, on disk
+
+STORED_RUN = {  # one run of a reference.json as the harness has always written it, keys in their order
+    "name": "beta-0",
+    "model": "vae",
+    "beta": 0.0,
+    "epochs": 1,
+    "learning_rate": 0.001,
+    "train_images": 2000,
+    "seconds": 1.5,
+    "curves": {"rec": [0.2, 0.1], "kl": [3.0, 2.0], "seconds": 1.5, "images": 2000},
+    "test_mse": 0.04,
+    "sample_fid": 400.0,
+    "sample_confidence": 0.6,
+    "sample_coverage": 0.4,
+    "kl": 110.0,
+    "active_units": 64,
+    "kl_per_dim": [1.7] * 64,
+    "paths": [{"start": 1, "end": 7, "confidence": 0.8, "max_step": 0.01}],
+    "search": False,
+}
+
+
+def test_a_stored_reference_run_loads_and_is_written_back_unchanged():
+    record = RunRecord.from_record_json(STORED_RUN)
+    assert record.curves.kl == [3.0, 2.0] and record.source == "reference"
+    assert list(record.to_record_json().items()) == list(STORED_RUN.items())
+
+
+def test_a_reference_run_is_a_measure_and_results_store_only_its_measurements():
+    record = RunRecord.from_record_json(STORED_RUN)
+    measure_keys = [f.name for f in dataclasses.fields(RunMeasure)]
+    assert isinstance(record, RunMeasure)
+    assert list(record.to_json()) == measure_keys == list(RunMeasure("ae", 0.01, 100.0, 1.0, 0.9).to_json())
+    assert record.to_json() == {k: STORED_RUN[k] for k in measure_keys if k != "source"} | {"source": "reference"}

@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -24,9 +23,16 @@ from pypdf.generic import ContentStream
 
 from harness.cli import main
 from harness.documents import figures
-from harness.documents.render import DOCUMENTS, documents_in, render_folder, render_html, templates_dir
+from harness.documents.render import (
+    DOCUMENTS,
+    DocumentInput,
+    documents_in,
+    render_folder,
+    render_html,
+    templates_dir,
+)
 from harness.grading import artifacts
-from tests.conftest import EXAMPLE
+from tests.helpers import EXAMPLE, SMOKE_CPU, harness_command
 
 FIXTURE = Path(__file__).parent / "fixtures" / "example-smoke"
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +218,18 @@ def test_student_text_is_escaped_so_a_hostile_answer_cannot_inject_markup(tmp_pa
     assert all(s.startswith("data:") for s in re.findall(r"""\bsrc\s*=\s*["']([^"']*)""", html))
 
 
+def test_documents_render_the_result_given_or_as_stored_and_never_apply_overrides_themselves(tmp_path):
+    folder = tmp_path / "example"
+    shutil.copytree(FIXTURE, folder, ignore=shutil.ignore_patterns("write-up.*"))
+    (tmp_path / "overrides.csv").write_text("submission,item,points,comment\nexample,ae_training,4,\n")
+    stored = json.loads((folder / "result.json").read_text())
+    assert "Total 45 / 45" in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", render_html(folder, "report")))
+    assert not (folder / "overrides.json").exists()  # merging overrides is harness.course's, not the renderer's
+    given = DocumentInput({**stored, "total": 41.0}, overrides_error="a reason")
+    html = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", render_html(folder, "report", given)))
+    assert "Total 41 / 45" in html and "so the points below are the automatic ones: a reason" in html
+
+
 def test_documents_in_lists_what_a_folder_has_data_for(tmp_path):
     assert documents_in(tmp_path) == []
     shutil.copy(FIXTURE / "write-up.json", tmp_path)
@@ -294,22 +312,7 @@ def test_figures_are_png_images():
 
 def test_report_trains_the_example_with_its_own_code_and_writes_the_write_up(tmp_path, session_cache, mnist):
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "report",
-            str(EXAMPLE),
-            "--profile",
-            "smoke",
-            "--device",
-            "cpu",
-            "--cache",
-            str(session_cache),
-            "--out",
-            str(tmp_path),
-            "-q",
-        ],
+        harness_command("report", EXAMPLE, *SMOKE_CPU, "--cache", session_cache, "--out", tmp_path, "-q"),
         capture_output=True,
         text=True,
         timeout=600,

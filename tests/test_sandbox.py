@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import pickle
+from pathlib import Path
 
 import torch
 
-from harness.sandbox.host import _load_value, private_copy, protections
+from harness.sandbox.host import Limits, Sandbox, _load_value, protections
+from harness.sandbox.requests import TrainRequest
 from harness.sandbox.supervisor import CappedReader
+from harness.submission.detect import load
 
 
 def test_capped_reader_keeps_head_and_tail_of_a_flood():
@@ -38,16 +43,41 @@ def test_unit_output_is_loaded_as_plain_data_only(tmp_path):
     assert not os.path.exists("/tmp/harness-should-not-exist")
 
 
-def test_private_copy_skips_symlinks_and_hidden_files(tmp_path):
-    src, dest = tmp_path / "src", tmp_path / "dest"
-    src.mkdir()
-    (src / "submission.py").write_text("x = 1\n")
-    (src / ".git").mkdir()
-    (src / ".git" / "config").write_text("secret")
-    (src / "link.py").symlink_to("/etc/hostname")
-    dest.mkdir()
-    private_copy(src, dest)
-    assert sorted(p.name for p in dest.rglob("*")) == ["submission.py"]
+def a_folder(path, files: dict[str, str]):
+    for rel, text in files.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(text)
+    return path
+
+
+def test_the_private_copy_holds_the_submission_s_files_only(tmp_path, assignment):
+    folder = a_folder(
+        tmp_path / "sub",
+        {"submission.py": "x = 1\n", "notes/data.txt": "n", ".git/config": "secret", "__pycache__/s.pyc": "c"},
+    )
+    (folder / "link.py").symlink_to("/etc/hostname")
+    sub = load(folder, assignment)
+    assert sub.files == (Path("notes/data.txt"), Path("submission.py"))
+    with Sandbox(sub, assignment, {"x": torch.zeros(1)}) as box:  # no unit runs: the supervisor never starts
+        copied = sorted(p.relative_to(box.scratch / "work") for p in (box.scratch / "work").rglob("*") if p.is_file())
+    assert copied == list(sub.files)
+
+
+def test_a_file_swapped_for_a_link_after_loading_is_not_copied(tmp_path, assignment):
+    folder = a_folder(tmp_path / "sub", {"submission.py": "x = 1\n", "notes.md": "mine"})
+    (tmp_path / "secret.md").write_text("not the student's")
+    sub = load(folder, assignment)
+    (folder / "notes.md").unlink()
+    (folder / "notes.md").symlink_to(tmp_path / "secret.md")
+    with Sandbox(sub, assignment, {"x": torch.zeros(1)}) as box:
+        assert sorted(p.name for p in (box.scratch / "work").iterdir()) == ["submission.py"]
+
+
+def test_a_training_request_survives_the_trip_into_the_unit(assignment):
+    req = TrainRequest("vae", 2, 1e-3, 64, 7, "cpu", 5, beta=0.5, contract=True, substitute=("decoder",))
+    assert TrainRequest.from_args(json.loads(json.dumps(req.to_args()))) == req
+    ae = TrainRequest("ae", 2, 1e-3, 64, 7, "cpu", 5)
+    assert TrainRequest.from_args(json.loads(json.dumps(ae.to_args()))) == ae
 
 
 def test_protections_say_what_is_in_force():
@@ -59,8 +89,6 @@ def test_protections_say_what_is_in_force():
 
 def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monkeypatch, assignment):
     import socket
-
-    from harness.sandbox.host import Limits, Sandbox
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -74,7 +102,7 @@ def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monke
         f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n    reached_network = True\n"
         "except OSError:\n    pass\n"
     )
-    with Sandbox(tmp_path / "sub", assignment.source, "submission.py", {}, 64, {"images": torch.zeros(1)}) as box:
+    with Sandbox(load(tmp_path / "sub", assignment), assignment, {"images": torch.zeros(1)}) as box:
         outcome = box.run("import", "import", Limits(30, 3000))
     server.close()
     assert outcome.ok and "saw_secret" not in outcome.value["defined"]
@@ -82,18 +110,9 @@ def test_student_code_sees_no_harness_environment_and_no_network(tmp_path, monke
         assert "reached_network" not in outcome.value["defined"]
 
 
-def test_training_limits_scale_with_the_reference_between_floor_and_ceiling(assignment):
-    from harness.grading.grade import training_limits
-    from harness.sandbox.host import Limits
-
-    s, base = assignment.sandbox, Limits(1.0, 3000)
-    fast = training_limits(base, assignment, 5.0, None, student_loop=True)
-    assert fast.timeout_s == s.train_floor_s and fast.stall_s == s.stall_s  # 10 x 5 s is under the floor
-    mid = training_limits(base, assignment, 30.0, None, student_loop=True)
-    assert mid.timeout_s == round(s.train_time_multiple * 30.0) and "reference's 30 s" in mid.why
-    assert training_limits(base, assignment, 1e6, None, student_loop=True).timeout_s == s.train_timeout_s
-    assert training_limits(base, assignment, None, None, student_loop=True).timeout_s == s.train_timeout_s
-    explicit = training_limits(base, assignment, 30.0, 45.0, student_loop=True)
-    assert explicit.timeout_s == 45.0 and explicit.why == "set by --train-timeout"
-    # the harness's own loop reports no steps, so no stall watch on it
-    assert training_limits(base, assignment, 30.0, None, student_loop=False).stall_s == 0
+def test_messages_about_the_code_name_it_by_the_submission_s_label(tmp_path, assignment):
+    folder = a_folder(tmp_path / "sub", {"submission.py": "raise ValueError('at import')\n"})
+    sub = dataclasses.replace(load(folder, assignment), label="notebook.ipynb")
+    with Sandbox(sub, assignment, {"images": torch.zeros(1)}) as box:
+        outcome = box.run("import", "import", Limits(30, 3000))
+    assert (outcome.status, outcome.error) == ("error", "importing notebook.ipynb raised ValueError: at import")

@@ -1,4 +1,5 @@
-"""The starter submission (harness/submission/starter.py): rendered from the config, valid, unsolved, never overwrites."""
+"""The starter submission (harness/submission/starter.py): rendered from the config, valid,
+unsolved, never overwrites."""
 
 import ast
 import dataclasses
@@ -73,7 +74,9 @@ def test_a_changed_config_changes_the_starter(assignment):
         model=dataclasses.replace(
             assignment.model,
             nz=17,
-            encoder=tuple(dataclasses.replace(l, out_channels=l.out_channels + 1) for l in assignment.model.encoder),
+            encoder=tuple(
+                dataclasses.replace(layer, out_channels=layer.out_channels + 1) for layer in assignment.model.encoder
+            ),
         ),
         training=dataclasses.replace(assignment.training, batch_size=123),
     )

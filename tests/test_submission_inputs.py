@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.grading.check import score_answers
-from harness.grading.items.answers import KEYWORD_EVIDENCE, check_answer, reads_as_keywords
-from harness.submission.folder import (
-    MAX_ANSWERS_BYTES,
-    MAX_CODE_BYTES,
-    MAX_FOLDER_BYTES,
-    content_hash,
-    detect_encoding,
-    load_submission,
-    read_capped,
-)
-from tests.conftest import EXAMPLE, EXAMPLE_TUNED, copy_example
+from harness.grading.items.answers import KEYWORD_EVIDENCE, check_answer, reads_as_keywords, score_answers
+from harness.submission.detect import detect, load
+from harness.submission.files import content_hash
+from harness.submission.reading import MAX_ANSWERS_BYTES, MAX_CODE_BYTES, MAX_FOLDER_BYTES, detect_encoding, read_capped
+from tests.helpers import EXAMPLE, EXAMPLE_TUNED, copy_example
 
 SECRET = "PRIVATE-SOLUTION-7f3a"
 
@@ -43,13 +36,30 @@ def with_tuned(folder: Path, line: str) -> Path:
     return folder
 
 
+def test_a_folder_is_a_submission_and_anything_else_is_refused_clearly(tmp_path, assignment):
+    assert detect(EXAMPLE, assignment) == "folder"
+    with pytest.raises(FileNotFoundError, match="no such submission folder"):
+        load(tmp_path / "gone", assignment)
+    (tmp_path / "submission.py").write_text("x = 1\n")
+    with pytest.raises(NotADirectoryError, match="hand in a folder holding submission.py, answers.md and"):
+        detect(tmp_path / "submission.py", assignment)
+
+
+def test_a_folder_s_code_is_its_module_under_its_own_name(assignment):
+    sub = load(EXAMPLE, assignment)
+    assert (sub.kind, sub.label, sub.module) == ("folder", "submission.py", "submission.py")
+    assert [c.label for c in sub.code] == ["submission.py"]
+    assert sub.code[0].text == (EXAMPLE / "submission.py").read_text() and sub.code[0].text not in repr(sub)
+    assert set(sub.files) == {Path("submission.py"), Path("answers.md"), Path("submission.toml")}
+
+
 def test_symlinked_answers_are_not_read_and_earn_no_points(tmp_path, assignment):
     folder = copy_example(tmp_path / "s")
     secret_answers = "".join(
         f"## {q.id}\n{SECRET} {(EXAMPLE / 'answers.md').read_text()}\n" for q in assignment.questions
     )
     link_in_place(folder, "answers.md", private_file(tmp_path, secret_answers))
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert SECRET not in repr(sub) and sub.answers == {}
     assert any(p.startswith("answers.md is a symbolic link: the harness does not follow links") for p in sub.problems)
     items, reports = score_answers(assignment, sub)
@@ -59,7 +69,7 @@ def test_symlinked_answers_are_not_read_and_earn_no_points(tmp_path, assignment)
 def test_symlinked_metadata_is_read_as_missing(tmp_path, assignment):
     folder = copy_example(tmp_path / "s")
     link_in_place(folder, "submission.toml", private_file(tmp_path, f'student = "{SECRET}"\ntuned_beta = 1e-4\n'))
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert SECRET not in repr(sub) and (sub.student, sub.tuned_beta) == ("", None)
     assert any(p.startswith("submission.toml is a symbolic link") for p in sub.problems)
 
@@ -67,7 +77,7 @@ def test_symlinked_metadata_is_read_as_missing(tmp_path, assignment):
 def test_symlinked_code_earns_no_code_items(tmp_path, assignment):
     folder = copy_example(tmp_path / "s")
     link_in_place(folder, "submission.py", (EXAMPLE / "submission.py").resolve())
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert not sub.has_code
     assert any(
         p.startswith("submission.py is a symbolic link") and "code items earn no points" in p for p in sub.problems
@@ -85,7 +95,7 @@ def test_other_links_are_named_in_one_problem_line(tmp_path, assignment):
     folder = copy_example(tmp_path / "s")
     (folder / "data").symlink_to(tmp_path)
     (folder / "notes.md").symlink_to(private_file(tmp_path, SECRET))
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert [p for p in sub.problems if "symbolic link" in p] == [
         "skipped 2 symbolic link(s): data, notes.md: the harness does not follow links in a submission; "
         "hand in the files themselves"
@@ -95,7 +105,7 @@ def test_other_links_are_named_in_one_problem_line(tmp_path, assignment):
 
 def test_a_symlinked_submission_folder_is_read_without_a_problem(tmp_path, assignment):
     (tmp_path / "link").symlink_to(copy_example(tmp_path / "s"))
-    sub = load_submission(tmp_path / "link", assignment)
+    sub = load(tmp_path / "link", assignment)
     assert sub.problems == () and sub.has_code and sub.id == "link"
 
 
@@ -103,7 +113,7 @@ def test_oversized_answers_are_not_read_and_reach_no_report(tmp_path, assignment
     folder = copy_example(tmp_path / "s")
     answers = (folder / "answers.md").read_text()
     (folder / "answers.md").write_text(answers + SECRET * (5 * 2**20 // len(SECRET) - len(answers) // len(SECRET)))
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert sub.answers == {} and SECRET not in repr(sub)
     assert "answers.md is 5.0 MB; the limit is 256 KB: the answer items earn no points" in sub.problems
     items, reports = score_answers(assignment, sub)
@@ -122,7 +132,7 @@ def test_a_huge_answers_file_is_never_read_whole(tmp_path):
 
 def test_oversized_code_earns_no_code_items(tmp_path, assignment):
     folder = copy_example(tmp_path / "s", append="#" * MAX_CODE_BYTES)
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert not sub.has_code and any(
         p.startswith("submission.py is more than 2.0 MB; the limit is 2.0 MB") for p in sub.problems
     )
@@ -133,7 +143,7 @@ def test_an_oversized_folder_earns_no_code_items_and_is_hashed_by_sizes(tmp_path
     with open(folder / "checkpoint.bin", "wb") as f:
         f.truncate(MAX_FOLDER_BYTES + 1)  # sparse
     started = time.perf_counter()
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert time.perf_counter() - started < 5
     assert not sub.has_code and any(
         p.startswith("the submission folder holds more than 200.0 MB; the limit is 200.0 MB") for p in sub.problems
@@ -146,7 +156,7 @@ def test_an_oversized_folder_earns_no_code_items_and_is_hashed_by_sizes(tmp_path
 def test_latin1_answers_are_decoded_and_the_encoding_named(tmp_path, assignment):
     folder = copy_example(tmp_path / "s", answers=[("Decoding 16 random", "Décodage: decoding 16 random")])
     (folder / "answers.md").write_bytes((folder / "answers.md").read_text().encode("latin-1"))
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert sub.answers["ae-samples"].startswith("Décodage: decoding 16 random")
     assert any(p.startswith("answers.md is not UTF-8: read as Windows-1252 (cp1252)") for p in sub.problems)
 
@@ -168,8 +178,8 @@ def test_utf16_and_utf32_answers_are_decoded_and_named(tmp_path, assignment, enc
     folder = copy_example(tmp_path / "s")
     text = (folder / "answers.md").read_text()
     (folder / "answers.md").write_bytes(text.encode(encoding))
-    sub = load_submission(folder, assignment)
-    assert sub.answers == load_submission(EXAMPLE, assignment).answers
+    sub = load(folder, assignment)
+    assert sub.answers == load(EXAMPLE, assignment).answers
     assert any(p.startswith(f"answers.md is not UTF-8: read as {named}") for p in sub.problems)
 
 
@@ -177,13 +187,13 @@ def test_utf8_with_a_byte_order_mark_needs_no_problem(tmp_path, assignment):
     folder = copy_example(tmp_path / "s")
     for name in ("answers.md", "submission.toml"):
         (folder / name).write_bytes((folder / name).read_text().encode("utf-8-sig"))
-    sub = load_submission(folder, assignment)
-    assert sub.problems == () and sub.tuned_beta == 1e-4 and sub.answers == load_submission(EXAMPLE, assignment).answers
+    sub = load(folder, assignment)
+    assert sub.problems == () and sub.tuned_beta == 1e-4 and sub.answers == load(EXAMPLE, assignment).answers
 
 
 def test_nul_characters_are_removed_with_a_problem(tmp_path, assignment):
     folder = copy_example(tmp_path / "s", answers=[("gives mostly noise", "gives mostly\x00 noise")])
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert "\x00" not in "".join(sub.answers.values()) and "gives mostly noise" in sub.answers["ae-samples"]
     assert any(p.startswith("answers.md contains 1 NUL character(s), removed") for p in sub.problems)
 
@@ -192,7 +202,7 @@ def test_cp1252_metadata_is_decoded_before_parsing(tmp_path, assignment):
     folder = copy_example(tmp_path / "s")
     toml = folder / "submission.toml"
     toml.write_bytes(toml.read_text().replace("Ada Example", "José Müller").encode("cp1252"))
-    sub = load_submission(folder, assignment)
+    sub = load(folder, assignment)
     assert sub.student == "José Müller" and sub.tuned_beta == 1e-4
     assert any(p.startswith("submission.toml is not UTF-8: read as Windows-1252") for p in sub.problems)
 
@@ -213,7 +223,7 @@ def test_cp1252_metadata_is_decoded_before_parsing(tmp_path, assignment):
     ],
 )
 def test_tuned_beta_outside_the_range_is_rejected_with_range_and_value(tmp_path, assignment, value, shown):
-    sub = load_submission(with_tuned(copy_example(tmp_path / "s"), f"tuned_beta = {value}"), assignment)
+    sub = load(with_tuned(copy_example(tmp_path / "s"), f"tuned_beta = {value}"), assignment)
     assert sub.tuned_beta is None
     expected = (
         f"submission.toml: `tuned_beta` must be a number in [1e-12, 1e6] in your own loss convention, got {shown}"
@@ -223,7 +233,7 @@ def test_tuned_beta_outside_the_range_is_rejected_with_range_and_value(tmp_path,
 
 @pytest.mark.parametrize("value", ["4.0", "1e6", "1e-12", "3"])
 def test_tuned_beta_inside_the_range_is_accepted(tmp_path, assignment, value):
-    sub = load_submission(with_tuned(copy_example(tmp_path / "s"), f"tuned_beta = {value}"), assignment)
+    sub = load(with_tuned(copy_example(tmp_path / "s"), f"tuned_beta = {value}"), assignment)
     assert sub.tuned_beta == float(value) and sub.problems == ()
 
 
@@ -251,5 +261,5 @@ def test_a_sentence_that_lists_adjectives_is_not_a_keyword_list():
 
 
 def test_the_example_answers_are_sentences(assignment):
-    answers = load_submission(EXAMPLE, assignment).answers
+    answers = load(EXAMPLE, assignment).answers
     assert answers and not any(reads_as_keywords(text) for text in answers.values())

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.course.batch import ERROR_NAME, grade_rows
 from harness.course.summary import write_summary
+from harness.course.table import ERROR_NAME, grade_rows
 from tests.browser import Page
 
 RESULT = Path(__file__).parent / "fixtures" / "example-smoke" / "result.json"
@@ -26,14 +26,16 @@ ROW_IDS = "Array.from(document.querySelectorAll('#grades tbody tr'), function (r
 def click(page: Page, heading: str) -> list[str]:
     """Click the table's column heading ``heading``; the row ids in their new order."""
     page.evaluate(
-        f"Array.from(document.querySelectorAll('#grades th')).find(function (th) {{ return th.textContent.trim() === {json.dumps(heading)}; }}).click()"
+        "Array.from(document.querySelectorAll('#grades th'))"
+        f".find(function (th) {{ return th.textContent.trim() === {json.dumps(heading)}; }}).click()"
     )
     return page.evaluate(ROW_IDS)
 
 
 def sorted_by(page: Page) -> dict[str, str]:
     return page.evaluate(
-        "Object.fromEntries(Array.from(document.querySelectorAll('#grades th[aria-sort]'), function (th) { return [th.textContent.trim(), th.getAttribute('aria-sort')]; }))"
+        "Object.fromEntries(Array.from(document.querySelectorAll('#grades th[aria-sort]'),"
+        " function (th) { return [th.textContent.trim(), th.getAttribute('aria-sort')]; }))"
     )
 
 

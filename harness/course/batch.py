@@ -11,15 +11,16 @@ Every submission folder below the course folder is graded as ``harness grade`` g
 - one batch at a time per output folder: a second one is refused with a clear message
   (``<out>/.batch.lock``, an advisory lock the operating system releases when its holder dies).
 
-At the end ``<out>/grades.csv`` has one row per submission and ``<out>/summary.html`` is the
-course's dashboard (harness.course.summary; docs/batch.md), both with the instructor's manual grades
-in ``<out>/overrides.csv`` merged in (harness.course.overrides).
+At the end ``<out>/grades.csv`` has one row per submission (harness.course.table) and
+``<out>/summary.html`` is the course's dashboard (harness.course.summary; docs/batch.md), both with
+the instructor's manual grades in ``<out>/overrides.csv`` merged in (harness.course.overrides), as
+in each instructor report (harness.course.reports).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import json
 import os
 import time
 import traceback
@@ -34,26 +35,26 @@ import pandas as pd
 from harness import __version__
 from harness.config.assignment import Assignment
 from harness.course.overrides import (
-    BASIS_NAME,
     OVERRIDES_NAME,
-    Overrides,
     OverridesError,
-    apply_overrides,
     check_course,
     load_overrides,
+    reports_to_refresh,
     rubric_points,
 )
+from harness.course.reports import render_documents
 from harness.course.summary import describe_counts, status_counts, write_summary
-from harness.grading.grade import GradeOptions, Grader, grade_submission
+from harness.course.table import ERROR_NAME, grade_rows, write_grades
+from harness.grading.grade import grade_submission
+from harness.grading.grader import Grader
 from harness.grading.result import load_result, write_result
-from harness.io import write_bytes_atomic, write_json_atomic
+from harness.grading.session import RunOptions
+from harness.io import write_json_atomic
 from harness.progress import Progress
 from harness.sandbox.host import Protections
-from harness.submission.folder import content_hash
+from harness.submission.files import content_hash
 
 LOCK_NAME = ".batch.lock"
-ERROR_NAME = "error.json"
-GRADES_NAME = "grades.csv"
 
 
 class BatchLocked(RuntimeError):
@@ -70,7 +71,7 @@ class BatchOptions:
     force: bool = False
     render: bool = True  # the instructor report per submission
     quiet: bool = False
-    grade: GradeOptions = GradeOptions()
+    run: RunOptions = RunOptions()  # each submission's run; its output folder is set per submission
     # refuse to run student code where the sandbox's full set of protections is not in force;
     # checked by a Dask worker on its own machine (harness.course.cluster), by the CLI before a local batch
     require_isolation: bool = False
@@ -125,12 +126,6 @@ def isolation_refusal(prot: Protections, required: bool, where: str = "on this m
 def isolation_warnings(prot: Protections) -> list[str]:
     """One warning per protection not in force, for the terminal before student code runs."""
     return [f"{line} — student code runs with fewer protections; see docs/sandbox.md" for line in prot.missing]
-
-
-def is_submission(folder: Path, a: Assignment) -> bool:
-    """A submission folder holds the assignment's code module, metadata or answers file."""
-    spec = a.submission
-    return any((folder / name).exists() for name in (spec.module, spec.meta, spec.answers))
 
 
 def discover(root: Path) -> list[Path]:
@@ -205,17 +200,15 @@ def grade_one(folder: Path, g: Grader, out: Path, options: BatchOptions) -> Outc
     target = out / folder.name
     try:
         target.mkdir(parents=True, exist_ok=True)
-        result = grade_submission(folder, g, options.grade, artifacts_path=target / "runs.npz")
+        result = grade_submission(folder, g, dataclasses.replace(options.run, out=target))
         write_result(target / "result.json", result)
         (target / ERROR_NAME).unlink(missing_ok=True)
         full = result.total >= result.max_total
     except Exception as e:  # noqa: BLE001 - one submission's failure must not end the batch
         return record_error(out, folder.name, e, time.perf_counter() - started)
     if options.render:
-        from harness.documents.render import render_folder
-
         try:
-            failed = [r.error for r in render_folder(target, ["report"]) if r.error]
+            failed = [r.error for r in render_documents(target, ["report"]) if r.error]
         except Exception as e:  # noqa: BLE001
             failed = [f"{type(e).__name__}: {e}"]
         if failed:  # the grade stands; the report can be rendered again with `harness render`
@@ -292,107 +285,13 @@ def refresh_reports(out: Path, ids: list[str], a: Assignment) -> dict[str, str]:
     """Render again the reports that are older than their overrides; returns the failures.
     An ``overrides.csv`` made invalid during the batch refreshes nothing (every row of
     ``grades.csv`` says it is invalid)."""
-    from harness.course.overrides import reports_to_refresh
-    from harness.documents.render import render_folder
-
     try:
         overrides = load_overrides(out / OVERRIDES_NAME, rubric_points(a), ids)
     except OverridesError:
         return {}
     failures = {}
     for sid in reports_to_refresh(out, ids, overrides):
-        failed = [r.error for r in render_folder(out / sid, ["report"]) if r.error]
+        failed = [r.error for r in render_documents(out / sid, ["report"]) if r.error]
         if failed:
             failures[sid] = failed[0]
     return failures
-
-
-def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
-    """One row per submission from its stored result (or error record): id, student, the points
-    of every rubric item, total, status and flags. Status: ``error`` (grading failed, or an item
-    errored or timed out), ``incomplete`` (the submission has problems: missing files, bad
-    metadata), ``needs_review`` (an answer awaits an instructor), else ``complete``.
-
-    The instructor's ``<out>/overrides.csv`` is merged in (harness.course.overrides): points, totals
-    and statuses include the overrides, ``overridden`` lists the overridden items and ``flags``
-    says when an overridden item's automatic result changed. An invalid ``overrides.csv`` is not
-    applied (the batch refuses one before grading); every row says so and ``rows.attrs``
-    holds the reason (``overrides_error``) and the file's warnings (``overrides_warnings``)."""
-    try:
-        overrides, overrides_error = load_overrides(out / OVERRIDES_NAME, rubric_points(a), ids), ""
-    except OverridesError as e:  # the grades are still written, without the overrides
-        overrides, overrides_error = Overrides(), str(e)
-    not_applied = [f"{OVERRIDES_NAME} not applied: it is invalid"] if overrides_error else []
-    rows = []
-    for sid in ids:
-        row = {"id": sid, "student": "", "student_id": ""}
-        folder = out / sid
-        waiting = [f"overrides wait for a result: {', '.join(overrides.of(sid))}"] if overrides.of(sid) else []
-        if (folder / ERROR_NAME).is_file():
-            err = json.loads((folder / ERROR_NAME).read_text())
-            rows.append(
-                {
-                    **row,
-                    "total": None,
-                    "max_total": None,
-                    "status": "error",
-                    "flags": "; ".join([err["error"], *waiting]),
-                }
-            )
-            continue
-        try:
-            r = load_result(folder / "result.json")
-        except (OSError, ValueError) as e:
-            rows.append(
-                {
-                    **row,
-                    "total": None,
-                    "max_total": None,
-                    "status": "error",
-                    "flags": "; ".join([f"no result ({e})", *waiting]),
-                }
-            )
-            continue
-        if overrides.of(sid) or (folder / BASIS_NAME).is_file():  # also when the last override was removed
-            r = apply_overrides(folder, r, overrides.of(sid))
-        items = {i["id"]: i for i in r["items"]}
-        review = [i["id"] for i in r["items"] if i["status"] == "needs_review"]
-        broken = [f"{i['id']} {i['status']}" for i in r["items"] if i["status"] in ("error", "timeout")]
-        status = "error" if broken else "incomplete" if r.get("problems") else "needs_review" if review else "complete"
-        flags = "; ".join(
-            [*(f"review {x}" for x in review), *broken, *r.get("problems", []), *r.get("flags", []), *not_applied]
-        )
-        rows.append(
-            {
-                **row,
-                "student": r["submission"].get("student", ""),
-                "student_id": r["submission"].get("student_id", ""),
-                **{k.id: items[k.id]["points"] if k.id in items else None for k in a.rubric},
-                "total": r["total"],
-                "max_total": r["max_total"],
-                "status": status,
-                "flags": flags,
-                "overridden": "; ".join(i["id"] for i in r["items"] if "override" in i),
-            }
-        )
-    columns = [
-        "id",
-        "student",
-        "student_id",
-        *(k.id for k in a.rubric),
-        "total",
-        "max_total",
-        "status",
-        "flags",
-        "overridden",
-    ]
-    table = pd.DataFrame(rows, columns=columns)
-    table.attrs.update(overrides_error=overrides_error, overrides_warnings=list(overrides.warnings))
-    return table
-
-
-def write_grades(out: Path, rows: pd.DataFrame) -> Path:
-    """``<out>/grades.csv`` from :func:`grade_rows`."""
-    path = out / GRADES_NAME
-    write_bytes_atomic(path, rows.to_csv(index=False).encode("utf-8"))
-    return path

@@ -7,7 +7,7 @@ harness, torch and torchvision versions (no shared folders, no MNIST, no cache):
 - once per worker, a :class:`GraderPlugin` carries a :class:`GradingKit`: the assignment file,
   the profile, the cached reference and metrics classifier, and MNIST as bytes. The worker
   rebuilds the batch's grader from it on its first submission;
-- per submission, the task carries the submission's files (``submission.submission_files``)
+- per submission, the task carries the submission's files (``harness.submission.files``)
   and returns the files grading wrote (``result.json``, ``runs.npz``, the report or
   ``error.json``), which this process writes under the output folder. The output folder and
   its lock stay with the process that runs the batch.
@@ -39,12 +39,12 @@ from harness.course.batch import (
     isolation_refusal,
     record_error,
 )
-from harness.grading.grade import Grader
+from harness.grading.grader import Grader
 from harness.io import write_bytes_atomic
 from harness.reference.beta_band import band_path
-from harness.reference.build import classifier_folder
 from harness.reference.cache import versions
-from harness.submission.folder import submission_files
+from harness.reference.classifier import classifier_folder
+from harness.submission.files import submission_files
 
 PLUGIN = "harness-grader"
 MAX_SUBMISSION_BYTES = 64 << 20  # what one task may carry; a bigger folder is that submission's error
@@ -67,7 +67,7 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class GradingKit:
-    """Everything a worker needs to rebuild the batch's :class:`~harness.grading.grade.Grader`."""
+    """Everything a worker needs to rebuild the batch's :class:`~harness.grading.grader.Grader`."""
 
     assignment_toml: bytes
     profile: str
@@ -118,7 +118,7 @@ def unpack_kit(kit: GradingKit, folder: Path) -> Grader:
     import torch
 
     from harness.config.assignment import load_assignment
-    from harness.grading.grade import make_grader
+    from harness.grading.grader import make_grader
     from harness.ml.data import DataSource, Mnist, fingerprint
     from harness.reference.build import load_result
 
@@ -212,9 +212,9 @@ def grade_on_worker(sub_id: str, files: dict[str, bytes], options: BatchOptions)
             outcome = record_error(Path(tmp), sub_id, IsolationRefused(refusal))
             return outcome, {ERROR_NAME: (Path(tmp) / sub_id / ERROR_NAME).read_bytes()}
     g = plugin.grader()
-    threads = options.grade.threads or max(1, len(os.sched_getaffinity(0)) // worker.state.nthreads)
+    threads = options.run.threads or max(1, len(os.sched_getaffinity(0)) // worker.state.nthreads)
     torch.set_num_threads(threads)  # this worker's in-process measurements share its cores like its units do
-    options = dataclasses.replace(options, grade=dataclasses.replace(options.grade, threads=threads))
+    options = dataclasses.replace(options, run=dataclasses.replace(options.run, threads=threads))
     with tempfile.TemporaryDirectory(dir=plugin.folder) as tmp:
         folder, out = Path(tmp) / "submission" / sub_id, Path(tmp) / "out"
         for rel, blob in files.items():

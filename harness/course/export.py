@@ -1,7 +1,8 @@
 """``python -m harness export``: a graded course's scores in a gradebook's import format.
 
-Read from the stored results alone, as ``grades.csv`` is (``harness.course.batch.grade_rows``, so the
-instructor's ``overrides.csv`` is merged in); nothing is graded. Formats (docs/batch.md#export):
+Read from the stored results alone, as ``grades.csv`` is (``harness.course.table.grade_rows``, so the
+instructor's ``overrides.csv`` is merged in); nothing is graded, and no torch is imported.
+Formats (docs/batch.md#export):
 
 - ``csv``: the grade table, the same columns as ``grades.csv``;
 - ``canvas``: Canvas's gradebook import CSV, one assignment column, a "Points Possible" row;
@@ -25,6 +26,7 @@ import pandas as pd
 
 from harness.config.assignment import Assignment
 from harness.course.overrides import check_course
+from harness.course.table import ERROR_NAME, grade_rows
 from harness.io import write_bytes_atomic
 
 FORMATS = ("canvas", "gradescope", "csv")
@@ -52,7 +54,7 @@ def course_ids(reports: Path) -> list[str]:
         for p in Path(reports).iterdir()
         if p.is_dir()
         and not p.name.startswith((".", "_"))
-        and ((p / "result.json").is_file() or (p / "error.json").is_file())
+        and ((p / "result.json").is_file() or (p / ERROR_NAME).is_file())
     )
 
 
@@ -156,8 +158,6 @@ def export(reports: Path, a: Assignment, fmt: str, out: Path | None = None) -> E
     atomically. Raises :class:`ExportError` when there is nothing to export or the results are
     another assignment's, and ``harness.course.overrides.OverridesError`` for an invalid
     ``overrides.csv`` (an export must not silently leave the manual grades out)."""
-    from harness.course.batch import grade_rows  # here: it brings in the grading code (torch)
-
     reports = Path(reports)
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

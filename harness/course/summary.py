@@ -3,7 +3,7 @@
 One self-contained page (figures as ``data:`` URIs, inline style and script): the score
 distribution overall and per rubric item, a sortable table with one row per submission
 linking its report, and the lists of submissions that need review or had errors. It reads
-only the grade table (``harness.course.batch.grade_rows``) and the assignment's rubric.
+only the grade table (``harness.course.table.grade_rows``) and the assignment's rubric.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from harness.config.assignment import Assignment
 from harness.io import write_bytes_atomic
 
 SUMMARY_NAME = "summary.html"
-STATUSES = ("complete", "needs_review", "incomplete", "error")  # a grade row's status (harness.course.batch.grade_rows)
+STATUSES = ("complete", "needs_review", "incomplete", "error")  # a grade row's status (harness.course.table.grade_rows)
 
 
 def status_counts(grades: pd.DataFrame) -> dict[str, int]:

@@ -1,16 +1,19 @@
 """Documents: the student's write-up and the instructor's report, as HTML and PDF.
 
-Both are rendered from a reports folder alone: a result file (``write-up.json`` from
-``harness report``, ``result.json`` from ``harness grade``) and the run artefacts it
-names (``harness.grading.artifacts``). No model is loaded and nothing is trained, so
-``harness render reports/<id>`` reproduces a document at any later time. The instructor
-report also applies the instructor's overrides in ``reports/overrides.csv`` (``harness.course.overrides``).
+Both are rendered from a result and the run artefacts it names (``harness.grading.artifacts``):
+by default the reports folder's result file (``write-up.json`` from ``harness report``,
+``result.json`` from ``harness grade``), or a result the caller passes in (a
+:class:`DocumentInput`: the instructor report with the instructor's overrides merged in by
+``harness.course.reports``). No model is loaded and nothing is trained, so
+``harness render reports/<id>`` reproduces a document at any later time; this module writes
+only the documents.
 
-Figures are PNGs embedded as ``data:`` URIs and the stylesheet is inlined, so the HTML
-is one file with no external reference. The PDF comes from WeasyPrint in a child
-process (``python -m harness.documents.render``) that exits afterwards: WeasyPrint keeps the
-memory of its layouts, which a long batch run must not accumulate. The HTML is
-written first, so a failed PDF still leaves the HTML, and the failure is reported.
+Figures are PNGs embedded as ``data:`` URIs (``harness.documents.views``) and the stylesheet is
+inlined, so the HTML is one file with no external reference. The PDF comes from WeasyPrint in a
+child process (``python -m harness.documents.render``) that exits afterwards: WeasyPrint keeps
+the memory of its layouts, which a long batch run must not accumulate. A given input reaches
+the child as JSON on its stdin. The HTML is written first, so a failed PDF still leaves the
+HTML, and the failure is reported.
 
 Templates: ``templates/`` at the repository's top level, shipped inside the installed
 package as ``harness/templates`` (docs/reports.md).
@@ -18,14 +21,13 @@ package as ``harness/templates`` (docs/reports.md).
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import os
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from harness.documents.views import grader_views, interpolation_views, num, run_views
 from harness.io import write_bytes_atomic
 
 ENV_TEMPLATES = "HARNESS_TEMPLATES"
@@ -41,6 +44,7 @@ DOCUMENTS = {  # document -> (result file, template)
     "write-up": ("write-up.json", "write-up.html.j2"),
     "report": ("result.json", "report.html.j2"),
 }
+STDIN_FLAG = "--stdin"  # the child reads its DocumentInput as JSON on stdin
 
 
 @dataclass
@@ -54,6 +58,17 @@ class Rendered:
     html_seconds: float = 0.0
     pdf_seconds: float = 0.0
     peak_mb: float = 0.0  # the rendering process's peak resident memory
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """A document's result when the caller has it already (plain JSON, as stored): for the
+    instructor report, the result with the instructor's overrides merged in, and why they could
+    not be applied (``""``: they were, or there are none; the report then shows the automatic
+    points and says why)."""
+
+    result: dict[str, Any]
+    overrides_error: str = ""
 
 
 def templates_dir() -> Path:
@@ -71,124 +86,12 @@ def documents_in(folder: Path) -> list[str]:
     return [doc for doc, (source, _) in DOCUMENTS.items() if (folder / source).is_file()]
 
 
-# --------------------------------------------------------------------------- figures
-
-
-def _uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def run_views(result: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
-    """Each run of the result with its figures (``data:`` URIs) and a label, in document order."""
-    from harness.documents import figures
-
-    views = []
-    for name, run in result.get("runs", {}).items():
-        p = f"run/{name}/"
-        beta = run.get("beta")
-        if run.get("role") == "tuned":
-            beta = (result.get("submission") or {}).get("tuned_beta", beta)
-        view = {
-            "name": name,
-            "run": run,
-            "beta": beta,
-            "figures": {},
-            "label": "AE" if run.get("kind") == "ae" else f"β = {_num(beta)}",
-        }
-        if p + "samples" in arrays:
-            samples = arrays[p + "samples"]
-            cols = _columns(arrays, len(samples))
-            view["figures"]["samples"] = _uri(figures.image_grid(samples, cols))
-            view["samples_grid"] = f"{-(-len(samples) // cols)}x{cols}"
-        if p + "reconstructions" in arrays and "test/inputs" in arrays:
-            view["figures"]["reconstructions"] = _uri(
-                figures.reconstructions(arrays["test/inputs"], arrays[p + "reconstructions"])
-            )
-        if run.get("kind") == "vae" and (p + "curve_rec" in arrays or p + "curve_kl" in arrays):
-            view["figures"]["curves"] = _uri(
-                figures.training_curves(arrays.get(p + "curve_rec"), arrays.get(p + "curve_kl"))
-            )
-        views.append(view)
-    return views
-
-
-def _columns(arrays: dict[str, np.ndarray], n: int) -> int:
-    """The assignment's sample-grid width (stored with the artefacts), else about square."""
-    if "test/grid" in arrays and int(arrays["test/grid"]) > 0:
-        return int(arrays["test/grid"])
-    return max(1, math.ceil(math.sqrt(n)))
-
-
-def interpolation_views(runs: list[dict], arrays: dict[str, np.ndarray]) -> list[dict]:
-    """AE path above the tuned VAE's, per configured pair (same start and end images)."""
-    from harness.documents import figures
-
-    ae = next((r for r in runs if r["run"].get("role") == "ae"), None)
-    vae = next((r for r in runs if r["run"].get("role") == "tuned"), None)
-    if ae is None or vae is None:
-        return []
-    ae_paths, vae_paths = arrays.get(f"run/{ae['name']}/paths"), arrays.get(f"run/{vae['name']}/paths")
-    if ae_paths is None or vae_paths is None:
-        return []
-    pairs = arrays.get("test/pairs", np.zeros((len(ae_paths), 2), dtype=np.int64))
-    return [
-        {"start": int(s), "end": int(e), "figure": _uri(figures.interpolation(a, v))}
-        for (s, e), a, v in zip(pairs, ae_paths, vae_paths, strict=False)
-    ]
-
-
-def grader_views(result: dict, arrays: dict[str, np.ndarray]) -> dict[str, str]:
-    """The instructor report's extra figures: beta search, KL per dimension, embeddings and the
-    student's samples beside the reference's."""
-    from harness.documents import figures
-
-    out = {}
-    ref = result.get("reference") or {}
-    tuning = next((i for i in result.get("items", []) if i["id"] == "beta_tuning"), {})
-    student_beta = (tuning.get("metrics") or {}).get("beta_reference_convention")
-    search = sorted(ref.get("search", []), key=lambda r: r["beta"])
-    if search:
-        out["beta_search"] = _uri(
-            figures.beta_search(
-                [r["beta"] for r in search],
-                [r["test_mse"] for r in search],
-                [r["sample_fid"] for r in search],
-                ref.get("tuned_beta"),
-                student_beta,
-            )
-        )
-    tuned = next((n for n, r in result.get("runs", {}).items() if r.get("role") == "tuned"), None)
-    ae = next((n for n, r in result.get("runs", {}).items() if r.get("role") == "ae"), None)
-    if tuned and f"run/{tuned}/kl_per_dim" in arrays:
-        out["kl_per_dim"] = _uri(
-            figures.kl_per_dimension(arrays[f"run/{tuned}/kl_per_dim"], arrays.get(f"reference/{tuned}/kl_per_dim"))
-        )
-    ae_xy, vae_xy = arrays.get(f"run/{ae}/embedding"), arrays.get(f"run/{tuned}/embedding")
-    if (ae_xy is not None or vae_xy is not None) and "test/labels" in arrays:
-        out["embeddings"] = _uri(figures.embeddings(ae_xy, vae_xy, arrays["test/labels"]))
-    mine, theirs = arrays.get(f"run/{tuned}/samples"), arrays.get(f"reference/{tuned}/samples")
-    if mine is not None and theirs is not None:
-        out["samples_vs_reference"] = _uri(
-            figures.side_by_side(mine, theirs, _columns(arrays, len(mine)), ("student", "reference"))
-        )
-    return out
-
-
 # --------------------------------------------------------------------------- documents
-
-
-def _num(x: Any, digits: int = 4) -> str:
-    """Numbers as the documents print them; a missing value as a dash."""
-    if x is None or isinstance(x, jinja2.Undefined):
-        return "–"
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
 def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str, overrides_error: str = "") -> dict:
     """Everything a template reads: the result (for the report, with the instructor's overrides
-    merged: harness.course.overrides), plus figures and views."""
+    merged in by the caller: harness.course.reports), plus figures and views."""
     runs = run_views(result, arrays)
     sub = result.get("submission") or {}
     answers = result.get("answers") or {}
@@ -218,44 +121,39 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True, trim_blocks=True, lstrip_blocks=True
     )
-    env.filters["num"] = _num
+    env.filters["num"] = num
     return env
 
 
-def render_html(folder: Path, document: str) -> str:
-    """The document's HTML, from the folder's result and artefacts."""
-    return _html(folder, document)[0]
-
-
-def _html(folder: Path, document: str) -> tuple[str, str]:
-    """The document's HTML and, for the report, why ``<folder>/../overrides.csv`` could not be
-    applied (``""`` when it was, or there is none; the report then shows the automatic points
-    and says why)."""
-    from harness.course.overrides import report_overrides
-    from harness.grading.artifacts import load_artifacts
+def stored_input(folder: Path, document: str) -> DocumentInput:
+    """The document's result file in ``folder``, as stored."""
     from harness.grading.result import load_result
 
-    source, template = DOCUMENTS[document]
-    result = load_result(folder / source)
-    problem = ""
-    if document == "report":
-        result, problem = report_overrides(folder, result)
+    return DocumentInput(load_result(Path(folder) / DOCUMENTS[document][0]))
+
+
+def render_html(folder: Path, document: str, given: DocumentInput | None = None) -> str:
+    """The document's HTML, from ``given`` (default: the folder's result file) and the folder's artefacts."""
+    from harness.grading.artifacts import load_artifacts
+
+    source = given or stored_input(folder, document)
+    result = source.result
     arrays = (
         load_artifacts(folder / result["artifacts"])
         if result.get("artifacts") and (folder / result["artifacts"]).is_file()
         else {}
     )
-    env = environment()
     css = (templates_dir() / "style.css").read_text(encoding="utf-8")
-    return env.get_template(template).render(**context(document, result, arrays, css, problem)), problem
+    template = environment().get_template(DOCUMENTS[document][1])
+    return template.render(**context(document, result, arrays, css, source.overrides_error))
 
 
-def render_here(folder: Path, document: str) -> Rendered:
+def render_here(folder: Path, document: str, given: DocumentInput | None = None) -> Rendered:
     """Render one document in this process: HTML first, then the PDF from it."""
     out = Rendered(document)
     started = time.perf_counter()
     try:
-        html, overrides_error = _html(folder, document)
+        html = render_html(folder, document, given)
     except Exception as e:  # noqa: BLE001 - any failure is reported, never hidden
         out.error = f"the HTML could not be rendered ({type(e).__name__}: {e})"
         return out
@@ -272,6 +170,7 @@ def render_here(folder: Path, document: str) -> Rendered:
     except Exception as e:  # noqa: BLE001
         out.error = f"the PDF could not be written ({type(e).__name__}: {e}); the HTML is {out.html}"
     out.pdf_seconds = time.perf_counter() - started
+    overrides_error = given.overrides_error if given else ""
     if overrides_error:  # both files are written, with the automatic points; the report says why
         out.error = "; ".join(
             filter(
@@ -282,10 +181,17 @@ def render_here(folder: Path, document: str) -> Rendered:
     return out
 
 
-def render_folder(folder: Path, documents: list[str] | None = None, timeout_s: float = 600.0) -> list[Rendered]:
+def render_folder(
+    folder: Path,
+    documents: list[str] | None = None,
+    timeout_s: float = 600.0,
+    given: Mapping[str, DocumentInput] | None = None,
+) -> list[Rendered]:
     """Render the folder's documents (default: every one it has data for), each in a child
-    process that exits afterwards."""
+    process that exits afterwards; a document in ``given`` from that input, the others from
+    the folder's result files."""
     folder = Path(folder)
+    given = given or {}
     results = []
     # the child imports this same harness, installed or not
     env = {
@@ -295,9 +201,12 @@ def render_folder(folder: Path, documents: list[str] | None = None, timeout_s: f
         ),
     }
     for document in documents or documents_in(folder):
+        source = given.get(document)
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "harness.documents.render", str(folder), document],
+                [sys.executable, "-m", "harness.documents.render", str(folder), document]
+                + ([STDIN_FLAG] if source else []),
+                input=json.dumps(asdict(source)) if source else None,
                 capture_output=True,
                 text=True,
                 timeout=timeout_s,
@@ -321,9 +230,11 @@ def _path(p: str | None) -> Path | None:
 
 
 def main(argv: list[str]) -> int:
-    """The child: render one document and print a JSON line describing what it wrote."""
+    """The child: ``FOLDER DOCUMENT [--stdin]``; render one document (from the :class:`DocumentInput`
+    JSON on stdin with ``--stdin``) and print a JSON line describing what it wrote."""
     folder, document = Path(argv[0]), argv[1]
-    out = render_here(folder, document)
+    given = DocumentInput(**json.loads(sys.stdin.read())) if STDIN_FLAG in argv[2:] else None
+    out = render_here(folder, document, given)
     out.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(out).items()}
     print(json.dumps(data))

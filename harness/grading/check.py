@@ -1,88 +1,33 @@
-"""``harness check``: run the fast checks of one submission and build its result.
+"""``harness check``: the fast checks of one submission, and its result.
 
-Order: import the code once (a unit of its own, so a module that hangs or exits
-at import costs the code items once, not four timeouts), then the architecture,
-the forward pass, sampling and the VAE, each in its own sandboxed unit. Where a
-later check needs a part that failed (the VAE test needs a working decoder), the
-reference part stands in and the evidence says so. Answers are read as text in
-this process: broken code never costs them.
+The code items (``harness.grading.code``) run in the sandbox; the answers are read as text in
+this process, so broken code never costs them. Nothing is trained: the trained items stay pending.
 """
 
 from __future__ import annotations
 
-import difflib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from harness.config.assignment import Assignment
-from harness.grading.items import architecture, forward, sampling, vae
-from harness.grading.items.answers import check_answer
-from harness.grading.result import Result, now, run_versions
-from harness.grading.rubric import ItemResult, failed
+from harness.grading.code import TRAINED_ITEMS, code_items, no_code_items, probe_inputs
+from harness.grading.items.answers import score_answers
+from harness.grading.result import Result
+from harness.grading.session import RunOptions, check_limits, new_result, open_sandbox
 from harness.ml.data import Mnist
-from harness.ml.models import AutoEncoder
-from harness.sandbox.host import Limits, Sandbox, SandboxError, UnitOutcome, protections
-from harness.submission.folder import Submission, load_submission
-
-CODE_ITEMS = ("ae_architecture", "ae_forward", "ae_sampling", "vae_model")
-TRAINED_ITEMS = ("ae_training", "vae_training", "beta_tuning", "interpolation")  # graded by `harness grade`
-SAMPLES = 512
-LOADER_PROBE = (32, 2)  # batch size and workers the loader test asks for (not the handout's, so ignoring them shows)
-VAE_BETAS = [0.0, 0.5, 10.0]
+from harness.submission.detect import load
 
 
-@dataclass(frozen=True)
-class CheckOptions:
-    timeout_s: float | None = None  # per unit; default from the assignment's [sandbox]
-    memory_mb: int | None = None
-
-
-def probe_inputs(data: Mnist) -> dict[str, torch.Tensor]:
-    """The same fixed test images for every submission."""
-    return {"images": data.test_images[:SAMPLES].clone(), "labels": data.test_labels[:SAMPLES].clone()}
-
-
-def unit_failure(item_id: str, a: Assignment, outcome: UnitOutcome, what: str) -> ItemResult:
-    status = "timeout" if outcome.status in ("timeout", "stalled") else "error"
-    evidence = [f"{what}: {outcome.describe()}"]
-    if outcome.traceback:
-        evidence.append("traceback (last lines):\n" + outcome.traceback)
-    return failed(a.item(item_id), status, evidence, {"unit_seconds": outcome.seconds})
-
-
-def scored(item_id: str, a: Assignment, score: Callable[[], ItemResult]) -> ItemResult:
-    """Score observations; ones that do not have the expected form (a unit that tampered with
-    its own output, or a rubric whose parts do not match the check) cost this item only."""
-    try:
-        return score()
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
-        return failed(a.item(item_id), "error", [f"could not score the observations ({type(e).__name__}: {e})"])
-
-
-def missing_name(a: Assignment, item_id: str, name: str, defined: list[str]) -> ItemResult:
-    close = difflib.get_close_matches(name, defined, n=1)
-    hint = f" (did you mean to name `{close[0]}` `{name}`?)" if close else ""
-    return failed(a.item(item_id), "fail", [f"submission.py defines no `{name}`{hint}"])
-
-
-def check_submission(folder: Path, a: Assignment, data: Mnist, options: CheckOptions = CheckOptions()) -> Result:
+def check_submission(folder: Path, a: Assignment, data: Mnist, options: RunOptions = RunOptions()) -> Result:
     started = time.perf_counter()
-    sub = load_submission(folder, a)
-    limits = Limits(
-        options.timeout_s or a.sandbox.check_timeout_s,
-        options.memory_mb or a.sandbox.memory_mb,
-        a.sandbox.output_cap_kb,
-    )
+    sub = load(folder, a)
+    limits = check_limits(a, options)
     timings: dict[str, float] = {}
     if sub.has_code:
         with open_sandbox(sub, a, probe_inputs(data)) as box:
             items = code_items(box, a, limits, timings).items
     else:
-        items = no_code_items(a)
+        items = no_code_items(a, sub.label)
     scored_answers, answers_json = score_answers(a, sub)
     # The interpolation answer is scored with its code by `grade`.
     answer_items = [item for item_id, item in scored_answers.items() if item_id not in TRAINED_ITEMS]
@@ -94,216 +39,29 @@ def check_submission(folder: Path, a: Assignment, data: Mnist, options: CheckOpt
     return new_result("check", sub, a, "", all_items, pending, answers_json, timings)
 
 
-def new_result(
-    kind: str,
-    sub: Submission,
-    a: Assignment,
-    profile: str,
-    items: list[ItemResult],
-    pending: list[str],
-    answers: dict,
-    timings: dict,
-    reference: dict | None = None,
-) -> Result:
-    """A result with this run's provenance: protections in force, versions, time."""
-    return Result(
-        kind=kind,
-        submission=sub.summary(),
-        assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
-        profile=profile,
-        items=items,
-        pending=pending,
-        problems=list(sub.problems),
-        answers=answers,
-        timings=timings,
-        protections=list(protections().lines),
-        versions=run_versions(),
-        created=now(),
-        reference=reference or {},
+def checklist(result: Result) -> str:
+    """The checklist a student reads: one line per item, evidence indented below."""
+    marks = {
+        "pass": "PASS",
+        "partial": "PART",
+        "fail": "FAIL",
+        "error": "ERR ",
+        "timeout": "TIME",
+        "needs_review": "REVW",
+    }
+    sub = result.submission
+    lines = [f"{result.assignment['title']} - check of {sub['id']} ({sub['student'] or 'no name'})", ""]
+    for p in result.problems:
+        lines.append(f"  ! {p}")
+    for item in result.items:
+        lines.append(f"[{marks[item.status]}] {item.title}: {item.points:g} / {item.max_points:g}")
+        for e in item.evidence:
+            for i, text in enumerate(str(e).splitlines()):
+                lines.append(("      " if i == 0 else "        ") + text)
+    lines.append("")
+    lines.append(
+        f"total of these checks: {result.total:g} / {result.max_total:g} "
+        f"(answers are suggestions until reviewed; graded by `harness grade`: {', '.join(result.pending)})"
     )
-
-
-def score_answers(a: Assignment, sub: Submission) -> tuple[dict[str, ItemResult], dict[str, dict]]:
-    """Each question's item (by rubric item id) and its concept report (by question id)."""
-    answers = None if sub.answers_unread else sub.answers
-    items, reports = {}, {}
-    for q in a.questions:
-        item, report = check_answer(a, q, answers, sub.answers_unread)
-        text = (answers or {}).get(q.id, "")
-        # the documents quote each question and answer from the result alone
-        reports[q.id] = {
-            "prompt": q.prompt,
-            "text": text,
-            "section": q.section,
-            **(report.to_json() if report else {"words": 0, "limit": q.word_limit}),
-        }
-        if item is not None:
-            items[q.rubric_item] = item
-    return items, reports
-
-
-@dataclass
-class CodeOutcome:
-    """The code items, plus what later (training) units need to know about the parts."""
-
-    items: list[ItemResult]
-    found: dict[str, str] = field(default_factory=dict)  # config key -> "ok" | "missing" | "not callable"
-    broken: set[str] = field(default_factory=set)  # parts replaced by the reference's in later units
-    vae_metrics: dict = field(default_factory=dict)  # loss convention detected by vae_model
-
-    def has(self, key: str) -> bool:
-        return self.found.get(key) == "ok"
-
-    def item(self, item_id: str) -> ItemResult:
-        return next(i for i in self.items if i.id == item_id)
-
-
-class _NoSandbox:
-    """Stands in for a sandbox that could not start: every unit reports that, nothing runs."""
-
-    def __init__(self, error: str):
-        self.error = error
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def run(self, unit: str, probe: str, limits: Limits, args: dict | None = None) -> UnitOutcome:
-        return UnitOutcome(unit, "crashed", error=f"could not set up the sandbox: {self.error}")
-
-    def progress(self, unit: str) -> int:
-        return 0
-
-
-def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor]):
-    """A sandbox for this submission (a context manager), or a stand-in whose units all fail
-    with the reason when the machine cannot start one."""
-    names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
-    try:
-        return Sandbox(sub.path, a.source, a.submission.module, names, a.model.nz, inputs, a.sandbox.scratch_mb)
-    except (SandboxError, OSError) as e:
-        return _NoSandbox(str(e))
-
-
-def decoder_shape_ok(a: Assignment, traced: dict) -> bool:
-    """Does the traced decoder end in images of the data's shape (channels, size, size)?"""
-    try:
-        shapes = [op["out_shape"] for op in traced["decoder_ops"] if op.get("out_shape")]
-        want = [a.data.image_channels, a.data.image_size, a.data.image_size]
-        return bool(shapes) and list(shapes[-1][1:]) == want
-    except (KeyError, TypeError, IndexError):
-        return False
-
-
-def no_code_items(a: Assignment) -> list[ItemResult]:
-    return [failed(a.item(i), "fail", [f"{a.submission.module} is missing"]) for i in CODE_ITEMS]
-
-
-def code_items(box: Sandbox, a: Assignment, limits: Limits, timings: dict) -> CodeOutcome:
-    names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
-
-    def run(unit: str, args: dict | None = None) -> UnitOutcome:
-        outcome = box.run(unit, unit, limits, args)
-        timings[unit] = outcome.seconds
-        return outcome
-
-    imp = run("import")
-    if not imp.ok:
-        return CodeOutcome(
-            [unit_failure(i, a, imp, "importing submission.py") for i in CODE_ITEMS],
-            broken={"autoencoder", "encoder", "decoder", "data_loader", "vae"},
-        )
-    found, defined = imp.value["names"], imp.value["defined"]
-    out = CodeOutcome([], found=found)
-
-    def has(key: str) -> bool:
-        return found.get(key) == "ok"
-
-    results: dict[str, ItemResult] = {}
-    broken = out.broken
-    ref_params = sum(p.numel() for p in AutoEncoder(a).parameters())
-    if not has("autoencoder"):
-        results["ae_architecture"] = missing_name(a, "ae_architecture", names["autoencoder"], defined)
-        broken.add("autoencoder")
-    else:
-        o = run("architecture")
-        if o.ok:
-            results["ae_architecture"] = scored(
-                "ae_architecture", a, lambda: architecture.score(a, o.value, ref_params)
-            )
-            if not decoder_shape_ok(a, o.value):
-                broken.add("decoder")
-        else:
-            results["ae_architecture"] = unit_failure("ae_architecture", a, o, "building and tracing your AutoEncoder")
-            broken.add("autoencoder")
-
-    batch, workers = LOADER_PROBE
-    missing = [k for k in ("data_loader", "autoencoder") if not has(k)]
-    if not has("data_loader"):
-        broken.add("data_loader")
-    if missing:
-        results["ae_forward"] = missing_name(a, "ae_forward", names[missing[0]], defined)
-    else:
-        o = run("forward", {"batch_size": batch, "num_workers": workers})
-        if o.ok:
-            results["ae_forward"] = scored("ae_forward", a, lambda: forward.score(a, o.value, batch, workers))
-            try:
-                if forward.loader_part(o.value["loader"], batch, workers).share < 1:
-                    broken.add("data_loader")
-            except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError):
-                broken.add("data_loader")
-            z, rec = o.value.get("z"), o.value.get("rec")
-            if not isinstance(z, torch.Tensor) or list(z.shape) != [batch, a.model.nz]:
-                broken.add("encoder")
-            if (
-                not isinstance(rec, torch.Tensor)
-                or rec.dim() != 4
-                or list(rec.shape[1:]) != [a.data.image_channels, a.data.image_size, a.data.image_size]
-            ):
-                broken.add("decoder")
-        else:
-            results["ae_forward"] = unit_failure("ae_forward", a, o, "the data loader and forward-pass test")
-            if not o.phase.startswith(f"call {names['data_loader']}") and "data loader" not in o.phase:
-                broken |= {"encoder", "decoder"}  # the model itself failed: later checks use the reference parts
-            else:
-                broken.add("data_loader")
-
-    if not has("generate_samples"):
-        results["ae_sampling"] = missing_name(a, "ae_sampling", names["generate_samples"], defined)
-    else:
-        # The item judges the sampler; a decoder that failed its shape check is charged under
-        # ae_architecture / ae_forward, so the reference auto-encoder stands in for it here.
-        stand_in = next(
-            (
-                why
-                for key, why in (("autoencoder", "could not be built"), ("decoder", "failed its output-shape check"))
-                if key in broken
-            ),
-            "",
-        )
-        if not has("autoencoder"):
-            stand_in = "is missing"
-        use_ref = bool(stand_in)
-        o = run("sampling", {"n": SAMPLES, "reference_model": use_ref, "seed": 0})
-        results["ae_sampling"] = (
-            scored("ae_sampling", a, lambda: sampling.score(a, o.value, SAMPLES, stand_in))
-            if o.ok
-            else unit_failure("ae_sampling", a, o, "generate_samples")
-        )
-
-    if not has("vae"):
-        results["vae_model"] = missing_name(a, "vae_model", names["vae"], defined)
-        broken.add("vae")
-    else:
-        substitute = sorted(k for k in ("encoder", "decoder") if k in broken and has(k))
-        o = run("vae", {"betas": VAE_BETAS, "substitute": substitute})
-        if o.ok:
-            results["vae_model"] = scored("vae_model", a, lambda: vae.score(a, o.value, substitute))
-            out.vae_metrics = results["vae_model"].metrics
-        else:
-            results["vae_model"] = unit_failure("vae_model", a, o, "the VAE tests")
-            broken.add("vae")
-    out.items = [results[i] for i in CODE_ITEMS]
-    return out
+    lines.append(f"took {result.timings.get('total', 0):.1f} s")
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ who train as the handout says land near 1e-3). So the question is answered once 
 and data, under the ``full`` profile, and the answer is cached as a *band*:
 
 - every searched beta is measured as in the reference (test MSE, sample FID, KL, active units);
-- ``best`` is the search's pick (the tuned-beta criterion of ``harness.reference.build``);
+- ``best`` is the search's pick (the tuned-beta criterion of ``harness.reference.trainer``);
 - a searched beta *passes* when its posterior has not collapsed and its test MSE and sample FID
   are within the ``[grading]`` full-credit ratios of the best's (``mse_full_credit``,
   ``fid_full_credit``): the same thresholds the grade uses for a student's run;

@@ -1,1 +1,2 @@
-"""Running student code isolated: the host side, the supervisor inside, and the probes it runs."""
+"""Running a submission's code isolated: the host side (``host``), the supervisor inside (``supervisor``), the probes
+it runs (``probes``) and the typed request of a training unit (``requests``)."""

@@ -1,21 +1,22 @@
 """The execution boundary: student code never runs in the harness's own process.
 
-A :class:`Sandbox` serves one submission. It copies the submission into a private
-scratch folder and starts a supervisor (``harness.sandbox.supervisor``) with a clean
-environment, inside new network, PID and mount namespaces where ``unshare`` works
-on this machine, tied to the harness's life (``setpriv --pdeathsig``). The supervisor
-builds a deny-by-default root: a unit sees only the system's libraries, Python, the
-probe code and its own inputs, and writes only a fresh, capped /tmp, never as root.
-Each call to :meth:`Sandbox.run` is one unit of work (one check, one training run) in
-a fresh forked child with its own time limit, stall watchdog, memory cap (proportional
-set size, which works with CUDA builds of torch, unlike ``RLIMIT_AS``; pytorch#16558)
-and capped stdout/stderr. Every process a unit started is killed when it ends.
-:func:`protections` says which of these are in force here; results record it. See
-``docs/sandbox.md``.
+A :class:`Sandbox` serves one :class:`~harness.submission.contents.Submission`. It
+copies the submission's files into a private scratch folder and starts a supervisor
+(``harness.sandbox.supervisor``) with a clean environment, inside new network, PID
+and mount namespaces where ``unshare`` works on this machine, tied to the harness's
+life (``setpriv --pdeathsig``). The supervisor builds a deny-by-default root: a unit
+sees only the system's libraries, Python, the probe code and its own inputs, and
+writes only a fresh, capped /tmp, never as root. Each call to :meth:`Sandbox.run` is
+one unit of work (one check, one training run) in a fresh forked child with its own
+time limit, stall watchdog, memory cap (proportional set size, which works with CUDA
+builds of torch, unlike ``RLIMIT_AS``; pytorch#16558) and capped stdout/stderr.
+Every process a unit started is killed when it ends. :func:`protections` says which
+of these are in force here; results record it. See ``docs/sandbox.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -33,7 +34,9 @@ from typing import Any, Literal
 import torch
 
 import harness
-from harness.submission.folder import MAX_FOLDER_BYTES
+from harness.config.assignment import Assignment
+from harness.submission.contents import Submission
+from harness.submission.files import copy_files
 
 UnitStatus = Literal["ok", "error", "timeout", "stalled", "memory", "crashed"]
 NOBODY = 65534
@@ -244,24 +247,6 @@ def _clean_env(scratch: Path, namespaces: bool) -> dict[str, str]:
     return env
 
 
-def private_copy(src: Path, dest: Path) -> None:
-    """Copy regular files only (no symlinks, devices or huge files) into ``dest``."""
-    total = 0
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if path.is_symlink() or any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
-            continue
-        target = dest / rel
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif path.is_file():
-            total += path.stat().st_size
-            if total > MAX_FOLDER_BYTES:
-                raise OSError(f"the submission folder holds more than {MAX_FOLDER_BYTES >> 20} MB")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-
-
 def remove_stale_scratch(base: Path | None = None) -> None:
     """Scratch folders of harness processes that are gone (killed before they could clean up)."""
     for folder in Path(base or tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
@@ -275,37 +260,51 @@ class SandboxError(RuntimeError):
 
 
 class Sandbox:
-    """Runs units of one submission's code in confined child processes. Use as a context manager."""
+    """Runs units of one submission's code in confined child processes. Use as a context manager.
+
+    The units see a private copy of the submission's files (``submission.files``) as their working
+    folder and import its module (``submission.module``); messages about its code name it by
+    ``submission.label``. ``scratch_mb`` caps each unit's fresh /tmp (default: the assignment's
+    ``[sandbox] scratch_mb``)."""
 
     def __init__(
-        self,
-        submission_dir: Path,
-        assignment_path: str,
-        module: str,
-        names: dict[str, str],
-        nz: int,
-        inputs: dict[str, torch.Tensor],
-        tmp_mb: int = 512,
+        self, submission: Submission, a: Assignment, inputs: dict[str, torch.Tensor], scratch_mb: int | None = None
     ):
+        self.submission = submission
         self.prot = protections()
         remove_stale_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+        try:
+            self._prepare(inputs)
+        except BaseException:  # a copy over the cap, a full disk: leave no scratch folder behind
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+        self.base = {
+            "module": submission.module,
+            "label": submission.label,
+            "names": dataclasses.asdict(a.submission.names),
+            "nz": a.model.nz,
+            "assignment": a.source,
+        }
+        tmp_mb = a.sandbox.scratch_mb if scratch_mb is None else scratch_mb
+        self.config = supervisor_config(
+            self.scratch, visible_paths(a.source), self.prot.namespaces, self.prot.drop, tmp_mb
+        )
+        self.proc: subprocess.Popen | None = None
+        self.ready: dict = {}
+        self._stderr: list[str] = []
+
+    def _prepare(self, inputs: dict[str, torch.Tensor]) -> None:
+        """The scratch folder: the private copy in ``work/``, the units' inputs, their folders."""
         work = self.scratch / "work"
         for d in ("work", "out", "home", "tmp", "root"):
             (self.scratch / d).mkdir()
-        private_copy(submission_dir, work)
+        copy_files(self.submission.path, self.submission.files, work)
         torch.save(inputs, self.scratch / "inputs.pt")
         if self.prot.drop == "setuid":  # the unit's own folders; out/ stays the harness's
             for path in [work, *work.rglob("*"), self.scratch / "home", self.scratch / "tmp"]:
                 os.chown(path, NOBODY, NOBODY)
         self.scratch.chmod(0o755)
-        self.base = {"module": module, "names": names, "nz": nz, "assignment": assignment_path}
-        self.config = supervisor_config(
-            self.scratch, visible_paths(assignment_path), self.prot.namespaces, self.prot.drop, tmp_mb
-        )
-        self.proc: subprocess.Popen | None = None
-        self.ready: dict = {}
-        self._stderr: list[str] = []
 
     # -- lifecycle
 

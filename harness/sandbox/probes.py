@@ -2,8 +2,12 @@
 
 Each probe imports the student's module, calls it the way the handout does and
 returns what it observed: tensors, shapes, recorded operations. Probes judge
-nothing; the checks in ``harness.checks`` score these observations in the
+nothing; the items in ``harness.grading.items`` score these observations in the
 harness's own process, where the student's monkeypatches do not exist.
+
+A check probe reads its arguments as a plain dict; the training probe reads a
+:class:`~harness.sandbox.requests.TrainRequest`. Messages about the student's code
+name it by the submission's label (``submission.py``), sent with every request.
 
 The unit's phase ("import", "call generate_samples", ...) is written to a status
 stream so that a crash or an ``os._exit`` is reported with where it happened.
@@ -24,6 +28,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
+
+from harness.sandbox.requests import TrainRequest
 
 CORE_OPS = {"conv2d": "conv", "conv_transpose2d": "conv_transpose", "linear": "linear"}
 NORM_OPS = {"batch_norm": "batch_norm"}
@@ -82,11 +88,15 @@ def run_unit(req: dict, files: UnitFiles, status: TextIO) -> None:
 
 
 class Context:
+    """One unit's view of its request: the student's module and names, its arguments and inputs,
+    and the status and progress streams."""
+
     def __init__(self, req: dict, files: UnitFiles, status: TextIO):
         self.req, self.files, self.status = req, files, status
         self.args: dict = req.get("args", {})
         self.names: dict[str, str] = req["names"]
         self.nz: int = int(req["nz"])
+        self.label: str = req["label"]  # how messages name the student's code: "submission.py"
         self._module = None
 
     def progress(self, steps: int | str) -> None:
@@ -102,7 +112,8 @@ class Context:
 
     def module(self):
         if self._module is None:
-            self._module = import_submission(Path(self.req["module"]), self.phase)
+            self._module = import_submission(Path(self.req["module"]), self.label, self.phase)
+            # the reference's parts stand in for the student's broken ones (check args and TrainRequest alike)
             for key in self.args.get("substitute", []):
                 setattr(self._module, self.names[key], reference_part(key, self.req["assignment"]))
         return self._module
@@ -112,9 +123,9 @@ class Context:
         name = self.names[key]
         obj = getattr(self.module(), name, None)
         if obj is None:
-            raise StudentError(f"submission.py defines no `{name}`")
+            raise StudentError(f"{self.label} defines no `{name}`")
         if not callable(obj):
-            raise StudentError(f"`{name}` in submission.py is not callable")
+            raise StudentError(f"`{name}` in {self.label} is not callable")
         return obj
 
     def call(self, what: str, fn: Callable, *args, **kwargs) -> Any:
@@ -136,15 +147,16 @@ def _tail(tb: str, lines: int = 12) -> str:
     return "\n".join(tb.rstrip().splitlines()[-lines:])
 
 
-def import_submission(path: Path, phase: Callable[[str], None]):
-    phase("import submission.py")
+def import_submission(path: Path, label: str, phase: Callable[[str], None]):
+    """The student's module at ``path``, imported as ``submission`` (``label`` names it in messages)."""
+    phase(f"import {label}")
     spec = importlib.util.spec_from_file_location("submission", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["submission"] = module
     try:
         spec.loader.exec_module(module)
     except BaseException as e:  # noqa: BLE001
-        raise StudentError(f"importing submission.py raised {_describe(e)}", _tail(traceback.format_exc())) from None
+        raise StudentError(f"importing {label} raised {_describe(e)}", _tail(traceback.format_exc())) from None
     return module
 
 
@@ -493,8 +505,10 @@ def _curves(kind: str, returned: Any, fn_name: str) -> dict[str, list[float]]:
     return {"rec": _floats(returned[0], "rec_losses"), "kl": _floats(returned[1], "kl_losses")}
 
 
-def _training_model(ctx: Context, kind: str, beta: float) -> nn.Module:
-    if ctx.args.get("reference_model"):
+def _training_model(ctx: Context, kind: str, beta: float, reference: bool) -> nn.Module:
+    """The model a training unit trains: the reference's (``reference``: the student's did not pass
+    its checks) or the student's, with the reference's parts where theirs are broken (Context.module)."""
+    if reference:
         from harness.config.assignment import load_assignment
         from harness.ml.models import VAE, AutoEncoder
 
@@ -509,8 +523,9 @@ def _training_model(ctx: Context, kind: str, beta: float) -> nn.Module:
     return model
 
 
-def _student_loader(ctx: Context, dataset, batch: int, workers: int):
-    if ctx.args.get("harness_loader"):
+def _student_loader(ctx: Context, dataset, batch: int, workers: int, harness: bool):
+    """The loader that feeds the student's loop: theirs, or the harness's (``harness``: theirs did not pass)."""
+    if harness:
         return torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers)
     return ctx.call(
         f"{ctx.names['data_loader']}(dataset, {batch}, {workers})", ctx.get("data_loader"), dataset, batch, workers
@@ -541,66 +556,71 @@ def warm_up(req: dict) -> None:
         model.eval().reconstruct(torch.rand(EVAL_BATCH, *x.shape[1:]))
 
 
-def probe_train(ctx: Context) -> dict:
-    """Train one model the way the handout does and return what the harness measures:
-    the loop's observed behaviour, its curves, and the trained model's test reconstructions,
-    posterior parameters, decoded prior samples and interpolation frames."""
+def _train_key(kind: str) -> str:
+    """The config key of the student's training function for a model kind."""
+    return "train_autoencoder" if kind == "ae" else "train_vae"
+
+
+def _beta(req: TrainRequest) -> float:
+    return 0.0 if req.beta is None else float(req.beta)  # the AE's request has none
+
+
+def contract_call(ctx: Context, req: TrainRequest, train_fn: Callable, images: Tensor, labels: Tensor) -> dict:
+    """A short call with an unusual learning rate: does the loop step every batch, honour the
+    learning rate and the epochs, and reset gradients between steps?"""
     from harness.ml.data import TensorMNIST
-    from harness.ml.metrics import path_codes
 
-    args, inputs = ctx.args, ctx.inputs()
-    kind, beta = args["kind"], float(args.get("beta", 0.0))
-    batch, workers, device = int(args["batch_size"]), int(args["num_workers"]), args["device"]
-    fn_key = "train_autoencoder" if kind == "ae" else "train_vae"
-    fn_name = ctx.names[fn_key]
-    train_fn = None if args.get("trainer") == "harness" else ctx.get(fn_key)
-    images = inputs["train_u8"].float().div_(255.0)
-    dataset = TensorMNIST(images, inputs["train_labels"])
-    obs: dict[str, Any] = {}
+    fn_name, batch, device = ctx.names[_train_key(req.kind)], int(req.batch_size), str(req.device)
+    torch.manual_seed(int(req.seed))
+    small = TensorMNIST(images[: batch * CONTRACT_BATCHES], labels[: batch * CONTRACT_BATCHES])
+    model = _training_model(ctx, req.kind, _beta(req), req.reference_model)
+    lr = float(req.learning_rate) * CONTRACT_LR_SCALE
+    loader = _student_loader(ctx, small, batch, 0, req.harness_loader)
+    with LoopWatch(model) as watch:
+        returned = ctx.call(
+            f"{fn_name}(model, loader, {CONTRACT_EPOCHS}, {lr:g}, {device!r})",
+            train_fn,
+            model,
+            loader,
+            CONTRACT_EPOCHS,
+            lr,
+            device,
+        )
+    try:
+        lengths = [len(c) for c in _curves(req.kind, returned, fn_name).values()]
+    except StudentError:
+        lengths = []
+    return {
+        **watch.summary(),
+        "learning_rate": lr,
+        "iterations": CONTRACT_EPOCHS * CONTRACT_BATCHES,
+        "returned_lengths": lengths,
+    }
 
-    if args.get("contract") and train_fn is not None:
-        # A short call with an unusual learning rate: does the loop step every batch, honour the
-        # learning rate and the epochs, and reset gradients between steps?
-        torch.manual_seed(int(args["seed"]))
-        small = TensorMNIST(images[: batch * CONTRACT_BATCHES], inputs["train_labels"][: batch * CONTRACT_BATCHES])
-        model = _training_model(ctx, kind, beta)
-        lr = float(args["learning_rate"]) * CONTRACT_LR_SCALE
-        loader = _student_loader(ctx, small, batch, 0)
-        with LoopWatch(model) as watch:
-            returned = ctx.call(
-                f"{fn_name}(model, loader, {CONTRACT_EPOCHS}, {lr:g}, {device!r})",
-                train_fn,
-                model,
-                loader,
-                CONTRACT_EPOCHS,
-                lr,
-                device,
-            )
-        try:
-            lengths = [len(c) for c in _curves(kind, returned, fn_name).values()]
-        except StudentError:
-            lengths = []
-        obs["contract"] = {
-            **watch.summary(),
-            "learning_rate": lr,
-            "iterations": CONTRACT_EPOCHS * CONTRACT_BATCHES,
-            "returned_lengths": lengths,
-        }
 
-    torch.manual_seed(int(args["seed"]))
-    model = _training_model(ctx, kind, beta)
+def train_model(
+    ctx: Context, req: TrainRequest, train_fn: Callable | None, images: Tensor, labels: Tensor
+) -> tuple[nn.Module, dict]:
+    """Train the model the request names with the student's loop (or the harness's, ``train_fn``
+    None): the trained model and the run's record (curves, observed loop, time, whether it changed)."""
+    from harness.ml.data import TensorMNIST
+
+    # the student's loop gets exactly these types, whatever the request's JSON held
+    kind, batch, device, seed = req.kind, int(req.batch_size), str(req.device), int(req.seed)
+    epochs, lr = int(req.epochs), float(req.learning_rate)
+    dataset = TensorMNIST(images, labels)
+    torch.manual_seed(seed)
+    model = _training_model(ctx, kind, _beta(req), req.reference_model)
     before = [p.detach().clone() for p in model.parameters()]
-    epochs, lr = int(args["epochs"]), float(args["learning_rate"])
     started = time.perf_counter()
     if train_fn is None:
         from harness.ml.training import TrainConfig, train
 
-        curves = train(
-            model, images, TrainConfig(epochs, lr, batch, int(args["seed"])), torch.device(device), quiet=True
-        )
+        curves = train(model, images, TrainConfig(epochs, lr, batch, seed), torch.device(device), quiet=True)
         run = {"curves": {"rec": curves.rec, **({"kl": curves.kl} if kind == "vae" else {})}, "watch": None}
     else:
-        loader = _student_loader(ctx, dataset, batch, workers)
+        fn_name = ctx.names[_train_key(kind)]
+        loader = _student_loader(ctx, dataset, batch, int(req.num_workers), req.harness_loader)
         ctx.progress(0)  # the stall watchdog times the loop from here
         with LoopWatch(model, ctx.progress) as watch:
             returned = ctx.call(
@@ -617,7 +637,13 @@ def probe_train(ctx: Context) -> dict:
     run["params_changed"] = any(
         not torch.equal(b, p.detach().cpu()) for b, p in zip(before, model.parameters(), strict=False)
     )
-    obs["run"] = run
+    return model, run
+
+
+def evaluate(ctx: Context, req: TrainRequest, model: nn.Module, inputs: dict[str, Tensor]) -> dict:
+    """The trained model's outputs on the unit's fixed inputs: its test reconstructions and
+    posterior parameters (``q``), its decoded prior draws and its interpolation frames."""
+    from harness.ml.metrics import path_codes
 
     ctx.phase("evaluate the trained model")
     model.eval()
@@ -629,8 +655,9 @@ def probe_train(ctx: Context) -> dict:
     def code(q: Any) -> Tensor:
         if not isinstance(q, Tensor) or q.dim() != 2:
             raise StudentError(f"the trained encoder returned {type(q).__name__} {_shape(q)}, not [B, features]")
-        return q if kind == "ae" else q[:, : ctx.nz]
+        return q if req.kind == "ae" else q[:, : ctx.nz]
 
+    obs: dict[str, Any] = {}
     with torch.no_grad():
         qs, recs = [], []
         for s in range(0, len(test), EVAL_BATCH):
@@ -644,8 +671,25 @@ def probe_train(ctx: Context) -> dict:
         paths = []
         for pair in inputs["pair_images"]:
             ends = code(encode(pair))
-            paths.append(decode(path_codes(ends[0], ends[1], int(args["steps"]))).float().cpu())
+            paths.append(decode(path_codes(ends[0], ends[1], int(req.steps))).float().cpu())
         obs["paths"] = torch.stack(paths)
+    return obs
+
+
+def probe_train(ctx: Context) -> dict:
+    """Train one model the way the handout does and return what the harness measures: the
+    contract call's observations (when asked), the run's (the loop's observed behaviour, its
+    curves) and the trained model's outputs (:func:`evaluate`)."""
+    req = TrainRequest.from_args(ctx.args)
+    inputs = ctx.inputs()
+    train_fn = None if req.trainer == "harness" else ctx.get(_train_key(req.kind))
+    images = inputs["train_u8"].float().div_(255.0)
+    labels = inputs["train_labels"]
+    obs: dict[str, Any] = {}
+    if req.contract and train_fn is not None:
+        obs["contract"] = contract_call(ctx, req, train_fn, images, labels)
+    model, obs["run"] = train_model(ctx, req, train_fn, images, labels)
+    obs.update(evaluate(ctx, req, model, inputs))
     return obs
 
 

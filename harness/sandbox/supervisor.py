@@ -6,13 +6,13 @@ namespaces where the machine allows). It builds the units' deny-by-default root 
 pivots into it, imports torch once, then answers one JSON request per line on
 stdin, each naming a probe (``harness.sandbox.probes``). For each request it mounts a fresh
 /tmp, opens the unit's two output files and forks a child that leaves root, gives up
-its capabilities, redirects stdout/stderr into capped pipes, imports
-``submission.py`` and runs the probe; the supervisor enforces the unit's time limit,
-stall watchdog and memory cap and afterwards kills every process the unit left
-behind, including ones that started a new session (the supervisor is their reaper).
-It replies with one JSON line per request. Nothing the child says decides points:
-the child writes tensors to ``out/<unit>.pt`` and the harness computes every number
-that matters in its own process.
+its capabilities, redirects stdout/stderr into capped pipes, imports the
+submission's module (``submission.py``) and runs the probe; the supervisor enforces
+the unit's time limit, stall watchdog and memory cap and afterwards kills every
+process the unit left behind, including ones that started a new session (the
+supervisor is their reaper). It replies with one JSON line per request. Nothing the
+child says decides points: the child writes tensors to ``out/<unit>.pt`` and the
+harness computes every number that matters in its own process.
 """
 
 from __future__ import annotations

@@ -1,1 +1,9 @@
-"""What a student hands in: its files read safely, its code, answers and metadata; starter folders."""
+"""What a student hands in, read safely: the submission's form, files, code, answers and metadata; starter folders.
+
+- ``contents``: :class:`Submission` and :class:`CodeSource`, what a loaded submission is.
+- ``detect``: what a path holds, and ``load(path, a)``, the one way every command reads a submission.
+- ``folder``: a submission folder's loader (``submission.py``, ``answers.md``, ``submission.toml``).
+- ``files``: which files make up a submission folder (its hash, a Dask worker's copy, the sandbox's copy).
+- ``reading``: the rules for reading a student's file: size caps, no symbolic links, encodings.
+- ``starter``: the starter folder ``python -m harness init`` writes.
+"""

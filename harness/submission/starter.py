@@ -86,7 +86,7 @@ def _docstring_text(value: str) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("harness", "starter_templates"),
+        loader=jinja2.PackageLoader("harness.submission", "starter_templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from harness.config.assignment import Assignment, Question
 from harness.grading.rubric import ItemResult, round_points
+from harness.submission.contents import Submission
 
 NEGATIONS = {
     "not",
@@ -270,3 +271,22 @@ def topic_words(a: Assignment, text: str) -> set[str]:
     vocabulary = {stem(t) for q in a.questions for t in _tokens(q.prompt)}
     vocabulary |= {stem(t) for q in a.questions for c in q.concepts for s in c.synonyms for t in _tokens(s)}
     return {stem(t) for t in _tokens(text) if stem(t) in vocabulary and t not in STOPWORDS and len(t) > 2}
+
+
+def score_answers(a: Assignment, sub: Submission) -> tuple[dict[str, ItemResult], dict[str, dict]]:
+    """Each question's item (by rubric item id) and its concept report (by question id)."""
+    answers = None if sub.answers_unread else sub.answers
+    items, reports = {}, {}
+    for q in a.questions:
+        item, report = check_answer(a, q, answers, sub.answers_unread)
+        text = (answers or {}).get(q.id, "")
+        # the documents quote each question and answer from the result alone
+        reports[q.id] = {
+            "prompt": q.prompt,
+            "text": text,
+            "section": q.section,
+            **(report.to_json() if report else {"words": 0, "limit": q.word_limit}),
+        }
+        if item is not None:
+            items[q.rubric_item] = item
+    return items, reports

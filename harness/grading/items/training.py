@@ -11,7 +11,7 @@ the assignment's ``[grading]`` table and are stated in the evidence (docs/checks
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -20,7 +20,8 @@ from harness.grading.items.vae import PARAMETERISATIONS
 from harness.grading.rubric import ItemResult, PartScore, from_parts
 from harness.ml import metrics
 from harness.reference.beta_band import BetaBand
-from harness.reference.build import ReferenceResult, RunRecord
+from harness.reference.build import ReferenceResult
+from harness.reference.measure import RunMeasure
 
 
 @dataclass(frozen=True)
@@ -33,31 +34,9 @@ class Judge:
     a: Assignment
 
 
-@dataclass
-class RunMeasure:
-    """The harness's measurements of one trained run (a student's, or a reference stand-in)."""
-
-    name: str
-    test_mse: float
-    sample_fid: float
-    sample_coverage: float
-    sample_confidence: float
-    kl: float | None = None
-    active_units: int | None = None
-    kl_per_dim: list[float] | None = None
-    paths: list[dict] = field(default_factory=list)
-    curves: dict[str, list[float]] | None = None
-    seconds: float = 0.0
-    source: str = "student"  # or "reference" when a reference model stood in
-
-    def to_json(self) -> dict:
-        d = dict(vars(self))
-        d.pop("curves")
-        return d
-
-
 def measure(name: str, value: dict, judge: Judge, parameterisation: str | None) -> RunMeasure:
-    """Measure a training unit's outputs; the posterior's scale column is read in the
+    """Measure a training unit's outputs as the reference's runs are measured (one type,
+    ``harness.reference.measure.RunMeasure``); the posterior's scale column is read in the
     parameterisation that ``vae_model`` detected (log sigma unless it found log variance)."""
     a = judge.a
     quality = metrics.sample_quality(
@@ -69,7 +48,6 @@ def measure(name: str, value: dict, judge: Judge, parameterisation: str | None) 
         sample_fid=quality.fid,
         sample_coverage=quality.coverage,
         sample_confidence=quality.confidence,
-        curves=(value.get("run") or {}).get("curves"),
         seconds=float((value.get("run") or {}).get("seconds", 0.0)),
     )
     q = value["q"]
@@ -83,23 +61,6 @@ def measure(name: str, value: dict, judge: Judge, parameterisation: str | None) 
         path = metrics.path_quality(judge.clf, _finite(frames))
         m.paths.append({"start": start, "end": end, "confidence": path.confidence, "max_step": path.max_step})
     return m
-
-
-def reference_measure(run: RunRecord) -> RunMeasure:
-    return RunMeasure(
-        run.name,
-        run.test_mse,
-        run.sample_fid,
-        run.sample_coverage,
-        run.sample_confidence,
-        run.kl,
-        run.active_units,
-        run.kl_per_dim,
-        list(run.paths),
-        None,
-        run.seconds,
-        "reference",
-    )
 
 
 def _finite(x: Tensor) -> Tensor:

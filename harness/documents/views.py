@@ -1,0 +1,126 @@
+"""What the templates show of a result's stored arrays: each run with its figures, the
+interpolation comparisons and the instructor report's extra figures.
+
+Pure functions of a result (plain JSON, as stored) and its run artefacts
+(``harness.grading.artifacts``): figures are drawn with ``harness.documents.figures`` and
+returned as PNG ``data:`` URIs, so a document embeds them and has no external reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import jinja2
+import numpy as np
+
+
+def num(x: Any, digits: int = 4) -> str:
+    """Numbers as the documents print them (the templates' ``num`` filter); a missing value as a dash."""
+    if x is None or isinstance(x, jinja2.Undefined):
+        return "–"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def uri(png: bytes) -> str:
+    """A PNG as a ``data:`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def grid_columns(arrays: dict[str, np.ndarray], n: int) -> int:
+    """The assignment's sample-grid width (stored with the artefacts), else about square."""
+    if "test/grid" in arrays and int(arrays["test/grid"]) > 0:
+        return int(arrays["test/grid"])
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def run_views(result: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
+    """Each run of the result with its figures (``data:`` URIs) and a label, in document order."""
+    from harness.documents import figures  # matplotlib: imported when a document is drawn
+
+    views = []
+    for name, run in result.get("runs", {}).items():
+        p = f"run/{name}/"
+        beta = run.get("beta")
+        if run.get("role") == "tuned":
+            beta = (result.get("submission") or {}).get("tuned_beta", beta)
+        view = {
+            "name": name,
+            "run": run,
+            "beta": beta,
+            "figures": {},
+            "label": "AE" if run.get("kind") == "ae" else f"β = {num(beta)}",
+        }
+        if p + "samples" in arrays:
+            samples = arrays[p + "samples"]
+            cols = grid_columns(arrays, len(samples))
+            view["figures"]["samples"] = uri(figures.image_grid(samples, cols))
+            view["samples_grid"] = f"{-(-len(samples) // cols)}x{cols}"
+        if p + "reconstructions" in arrays and "test/inputs" in arrays:
+            view["figures"]["reconstructions"] = uri(
+                figures.reconstructions(arrays["test/inputs"], arrays[p + "reconstructions"])
+            )
+        if run.get("kind") == "vae" and (p + "curve_rec" in arrays or p + "curve_kl" in arrays):
+            view["figures"]["curves"] = uri(
+                figures.training_curves(arrays.get(p + "curve_rec"), arrays.get(p + "curve_kl"))
+            )
+        views.append(view)
+    return views
+
+
+def interpolation_views(runs: list[dict], arrays: dict[str, np.ndarray]) -> list[dict]:
+    """AE path above the tuned VAE's, per configured pair (same start and end images)."""
+    from harness.documents import figures
+
+    ae = next((r for r in runs if r["run"].get("role") == "ae"), None)
+    vae = next((r for r in runs if r["run"].get("role") == "tuned"), None)
+    if ae is None or vae is None:
+        return []
+    ae_paths, vae_paths = arrays.get(f"run/{ae['name']}/paths"), arrays.get(f"run/{vae['name']}/paths")
+    if ae_paths is None or vae_paths is None:
+        return []
+    pairs = arrays.get("test/pairs", np.zeros((len(ae_paths), 2), dtype=np.int64))
+    return [
+        {"start": int(s), "end": int(e), "figure": uri(figures.interpolation(a, v))}
+        for (s, e), a, v in zip(pairs, ae_paths, vae_paths, strict=False)
+    ]
+
+
+def grader_views(result: dict, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """The instructor report's extra figures: beta search, KL per dimension, embeddings and the
+    student's samples beside the reference's."""
+    from harness.documents import figures
+
+    out = {}
+    ref = result.get("reference") or {}
+    tuning = next((i for i in result.get("items", []) if i["id"] == "beta_tuning"), {})
+    student_beta = (tuning.get("metrics") or {}).get("beta_reference_convention")
+    search = sorted(ref.get("search", []), key=lambda r: r["beta"])
+    if search:
+        out["beta_search"] = uri(
+            figures.beta_search(
+                [r["beta"] for r in search],
+                [r["test_mse"] for r in search],
+                [r["sample_fid"] for r in search],
+                ref.get("tuned_beta"),
+                student_beta,
+            )
+        )
+    tuned = next((n for n, r in result.get("runs", {}).items() if r.get("role") == "tuned"), None)
+    ae = next((n for n, r in result.get("runs", {}).items() if r.get("role") == "ae"), None)
+    if tuned and f"run/{tuned}/kl_per_dim" in arrays:
+        out["kl_per_dim"] = uri(
+            figures.kl_per_dimension(arrays[f"run/{tuned}/kl_per_dim"], arrays.get(f"reference/{tuned}/kl_per_dim"))
+        )
+    ae_xy, vae_xy = arrays.get(f"run/{ae}/embedding"), arrays.get(f"run/{tuned}/embedding")
+    if (ae_xy is not None or vae_xy is not None) and "test/labels" in arrays:
+        out["embeddings"] = uri(figures.embeddings(ae_xy, vae_xy, arrays["test/labels"]))
+    mine, theirs = arrays.get(f"run/{tuned}/samples"), arrays.get(f"reference/{tuned}/samples")
+    if mine is not None and theirs is not None:
+        out["samples_vs_reference"] = uri(
+            figures.side_by_side(mine, theirs, grid_columns(arrays, len(mine)), ("student", "reference"))
+        )
+    return out

@@ -1,0 +1,106 @@
+"""Training runs in the sandbox, as ``grade`` and the write-up both run them: the inputs a
+training unit reads, the request it receives, and the record the result keeps of each run.
+
+Both commands train the same runs (``harness.config.plan``) on the same inputs, so a student's
+write-up shows the runs their grade is based on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.config.assignment import Assignment
+from harness.config.plan import RunPlan
+from harness.ml import metrics
+from harness.ml.data import Mnist, pair_images
+from harness.reference.measure import PRIOR_SEED_OFFSET
+from harness.sandbox.host import UnitOutcome
+from harness.sandbox.requests import TrainRequest
+from harness.submission.contents import Submission
+
+
+def fixed_prior(a: Assignment) -> torch.Tensor:
+    """The prior draws every trained model decodes: the reference's sample-FID codes."""
+    return metrics.prior_draws(a.metrics.fid_samples, a.model.nz, PRIOR_SEED_OFFSET + a.training.seed)
+
+
+def eval_images(a: Assignment, data: Mnist) -> torch.Tensor:
+    """The test images trained runs are measured on: the first ``[grading] eval_images``."""
+    return data.test_images[: a.grading.eval_images or len(data.test_images)]
+
+
+def training_inputs(
+    a: Assignment, data: Mnist, train_images: torch.Tensor, train_labels: torch.Tensor, n_prior: int
+) -> dict[str, torch.Tensor]:
+    """What a training unit reads: the training subset and the evaluation images as bytes
+    (exactly MNIST's), the first ``n_prior`` of the fixed prior draws (the reference's) and the
+    interpolation ends."""
+    return {
+        "train_u8": train_images.mul(255).round().to(torch.uint8),
+        "train_labels": train_labels,
+        "test_u8": eval_images(a, data).mul(255).round().to(torch.uint8),
+        "prior_z": fixed_prior(a)[:n_prior],
+        "pair_images": pair_images(data.test_images, data.test_labels, a.interpolation.pairs),
+    }
+
+
+def base_request(a: Assignment, plan: RunPlan, device: str) -> TrainRequest:
+    """The request for ``plan`` with the handout's batch size, seed and interpolation steps;
+    callers replace what differs (the beta, the model, the loop)."""
+    t = a.training
+    return TrainRequest(
+        kind=plan.kind,
+        epochs=plan.epochs,
+        learning_rate=plan.learning_rate,
+        batch_size=t.batch_size,
+        seed=t.seed,
+        device=device,
+        steps=a.interpolation.steps,
+        beta=plan.beta,
+    )
+
+
+def unit_name(plan: RunPlan) -> str:
+    """A training run's sandbox unit: train-ae, train-<fixed run name>, train-tuned."""
+    return f"train-{plan.role if plan.role in ('ae', 'tuned') else plan.name}"
+
+
+def total_steps(request: TrainRequest, n_images: int) -> int:
+    """Optimizer steps the run takes (its progress bar's length)."""
+    return request.epochs * -(-n_images // request.batch_size)
+
+
+def tuned_beta_missing(sub: Submission, a: Assignment) -> str:
+    """Why a submission has no usable tuned_beta, in the loader's words (beta = 0 explained)."""
+    why = next((p for p in sub.problems if "`tuned_beta`" in p), f"no tuned_beta in {a.submission.meta}")
+    if why.endswith(("got 0", "got 0.0")):
+        why += (
+            ": beta = 0 switches the KL term off, which is the beta = 0 experiment, not a tuned VAE (beta is too small)"
+        )
+    return why
+
+
+def run_record(plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> dict:
+    """A training run as the result's ``runs`` entry: its role (ae, fixed, tuned), what ran,
+    how it ended (``measure`` is added once it is measured)."""
+    return {
+        "role": plan.role,
+        "kind": request.kind,
+        "beta": request.beta,
+        "epochs": request.epochs,
+        "learning_rate": request.learning_rate,
+        "unit": o.unit,
+        "status": o.status,
+        "error": "" if o.ok else o.describe(),
+        "traceback": o.traceback,
+        "seconds": round(o.seconds, 2),
+        "trainer": request.trainer,
+        "model": "reference" if request.reference_model else "student",
+        "time_limit_s": o.limits.timeout_s if o.limits else None,
+        "time_limit": o.limits.why if o.limits else "",
+    }
+
+
+def skipped_record(plan: RunPlan, why: str) -> dict:
+    """A run that could not start (a missing function, no tuned_beta): the documents say why."""
+    return {"role": plan.role, "kind": plan.kind, "beta": plan.beta, "status": "not run", "error": why, "traceback": ""}

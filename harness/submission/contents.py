@@ -1,0 +1,59 @@
+"""What a submission is, once read: its code, answers and metadata, whatever form it came in.
+
+A :class:`Submission` is built by a loader (``harness.submission.folder`` for a folder; see
+``harness.submission.detect``) and is all the rest of the harness knows of the student's hand-in:
+grading reads its answers and metadata, the sandbox copies its files and imports its module, and
+every message about its code names it by its ``label``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SubmissionKind = Literal["folder"]  # what a path holds (harness.submission.detect)
+
+
+@dataclass(frozen=True)
+class CodeSource:
+    """One piece of a submission's code, and the name messages give it (``submission.py``)."""
+
+    label: str
+    text: str = field(repr=False)  # as Python reads it (harness.submission.reading.python_source)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's hand-in. ``code`` is empty when there is no code to run (the file is missing,
+    unreadable or too large, or the folder is too large); ``problems`` says why."""
+
+    id: str
+    path: Path  # the folder the student handed in
+    kind: SubmissionKind = "folder"
+    label: str = "submission.py"  # how messages name its code: "submission.py defines no `VAE`"
+    module: str = "submission.py"  # the file the sandbox imports, relative to its copy of ``files``
+    code: tuple[CodeSource, ...] = ()
+    files: tuple[Path, ...] = ()  # relative paths: what its hash covers and the sandbox copies
+    student: str = ""
+    student_id: str = ""
+    tuned_beta: float | None = None
+    answers: dict[str, str] = field(default_factory=dict)
+    answers_unread: str = ""  # why the answers could not be read (missing, a link, too large); "" when they were
+    content_hash: str = ""
+    problems: tuple[str, ...] = ()
+
+    @property
+    def has_code(self) -> bool:
+        """Whether there is code to run in the sandbox."""
+        return bool(self.code)
+
+    def summary(self) -> dict:
+        """The submission as the result's ``submission`` field records it."""
+        return {
+            "id": self.id,
+            "student": self.student,
+            "student_id": self.student_id,
+            "tuned_beta": self.tuned_beta,
+            "content_hash": self.content_hash,
+        }
