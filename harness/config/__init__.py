@@ -1,1 +1,2 @@
-"""The assignment: its TOML configuration, loaded and validated, and the convolution geometry it implies."""
+"""The assignment as data: its TOML configuration loaded and validated (``assignment``), the convolution
+geometry it implies (``geometry``), and the run plan every trainer follows (``plan``). Imports no torch."""

@@ -1,1 +1,2 @@
-"""The machine learning: MNIST data, the reference models, the training loop and the metrics."""
+"""The machine learning: MNIST data (``data``), the assignment's models (``models``, on the convolutions of
+``gemm_conv``), the reference training loop (``training``) and the metrics (``metrics``)."""
