@@ -22,9 +22,9 @@ from harness.ml import metrics
 from harness.ml.data import Mnist, subset
 from harness.reference import beta_band
 from harness.reference.beta_band import BetaBand
-from harness.reference.build import ReferenceResult, load_model, reference_at_beta
+from harness.reference.build import load_model, reference_at_beta
 from harness.reference.classifier import load_or_train_classifier
-from harness.reference.measure import RunRecord
+from harness.reference.measure import ReferenceResult, RunRecord
 
 MAX_REFERENCE_BETA = 1e3  # beyond this (reference convention) every run has long collapsed: none is trained
 

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,38 +30,12 @@ from harness.ml.data import Mnist
 from harness.ml.models import VAE, AutoEncoder
 from harness.reference import beta_band
 from harness.reference.cache import building, make_key, publish, staging_dir, versions
-from harness.reference.measure import RunRecord
+from harness.reference.measure import ReferenceResult, RunRecord
 from harness.reference.trainer import CRITERION, Trainer, search_pick
 
 SCHEMA_VERSION = (
     2  # 2: convolutions as matrix products (harness.ml.gemm_conv) and fused Adam change the trained numbers
 )
-
-
-@dataclass
-class ReferenceResult:
-    """A profile's reference: its identity, calibration, runs and the search's pick (``reference.json``)."""
-
-    key: str
-    directory: Path
-    assignment_id: str
-    profile: str
-    seed: int
-    device: str
-    data_fingerprint: str
-    versions: dict[str, str]
-    classifier_accuracy: float
-    real_fid: float
-    tuned_beta: float
-    criterion: str
-    runs: list[RunRecord] = field(default_factory=list)
-    from_cache: bool = False
-
-    def run(self, name: str) -> RunRecord:
-        for r in self.runs:
-            if r.name == name:
-                return r
-        raise KeyError(f"no reference run named {name!r}")
 
 
 def cache_key(a: Assignment, profile: Profile, data: Mnist, device: torch.device) -> str:

@@ -4,7 +4,8 @@
 active units, interpolation paths) and is what ``result.json`` stores of a run (``to_json``).
 ``RunRecord`` is a reference run: a ``RunMeasure`` plus how the run was trained and its loss
 curves, stored as one entry of ``reference.json`` (``to_record_json`` / ``from_record_json``,
-the same keys in the same order as ever, so cached references load unchanged). Both are
+the same keys in the same order as ever, so cached references load unchanged);
+``ReferenceResult`` is a profile's whole reference, what grading reads of it. Both are
 computed in the harness's process with the metrics classifier (docs/reference.md#metrics).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.ml.training import Curves
 
@@ -82,3 +84,29 @@ class RunRecord(RunMeasure):
     @classmethod
     def from_record_json(cls, d: dict) -> RunRecord:
         return cls(**{**d, "curves": Curves(**d["curves"])})
+
+
+@dataclass
+class ReferenceResult:
+    """A profile's reference: its identity, calibration, runs and the search's pick (``reference.json``)."""
+
+    key: str
+    directory: Path
+    assignment_id: str
+    profile: str
+    seed: int
+    device: str
+    data_fingerprint: str
+    versions: dict[str, str]
+    classifier_accuracy: float
+    real_fid: float
+    tuned_beta: float
+    criterion: str
+    runs: list[RunRecord] = field(default_factory=list)
+    from_cache: bool = False
+
+    def run(self, name: str) -> RunRecord:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(f"no reference run named {name!r}")

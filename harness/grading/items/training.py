@@ -20,8 +20,7 @@ from harness.grading.items.vae import PARAMETERISATIONS
 from harness.grading.rubric import ItemResult, PartScore, from_parts
 from harness.ml import metrics
 from harness.reference.beta_band import BetaBand
-from harness.reference.build import ReferenceResult
-from harness.reference.measure import RunMeasure
+from harness.reference.measure import ReferenceResult, RunMeasure
 
 
 @dataclass(frozen=True)
