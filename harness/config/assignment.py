@@ -29,6 +29,8 @@ DEFAULT_ASSIGNMENT = "variant-a"
 LayerKind = Literal["conv", "conv_transpose", "linear"]
 Activation = Literal["leaky_relu", "relu", "sigmoid", "tanh", "none"]
 OpenField = Literal["kernel", "batch_norm"]
+CellCount = Literal["one", "many"]
+CellKind = Literal["code", "markdown"]
 
 
 class AssignmentError(ValueError):
@@ -259,6 +261,32 @@ class GradingSpec:
 
 
 @dataclass(frozen=True)
+class CellRole:
+    """A part a handout cell plays, found by its anchor lines wherever the cell is.
+
+    A cell of ``kind`` plays the role when one of its lines starts with one of ``anchors``
+    (leading spaces count, so a top-level line does not match an indented copy). ``cells``
+    says whether the handout has one such cell or several (2026's ``run_with_beta`` calls).
+    A question's role is named ``question.<id>`` after its ``[[questions]]`` entry."""
+
+    name: str
+    anchors: tuple[str, ...]
+    cells: CellCount = "one"
+    kind: CellKind = "code"
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """How a handed-in notebook of this handout is recognised and read (docs/assignment-format.md).
+
+    ``markers`` are lines of template-owned code that all appear, each at the start of a line of
+    some code cell, in a notebook that follows this handout and in no other handout's."""
+
+    markers: tuple[str, ...]
+    roles: tuple[CellRole, ...] = ()
+
+
+@dataclass(frozen=True)
 class Assignment:
     meta: Meta
     data: DataSpec
@@ -274,6 +302,7 @@ class Assignment:
     submission: SubmissionSpec = SubmissionSpec()
     sandbox: SandboxSpec = SandboxSpec()
     grading: GradingSpec = GradingSpec()
+    notebook: NotebookSpec | None = None  # absent: notebooks of this assignment are not recognised
     source: str = field(default="", compare=False)
     digest: str = field(default="", compare=False)
 
@@ -452,10 +481,37 @@ def _validate(a: Assignment, file: str) -> None:
                 f"needs 1 <= {name}_full_credit < {name}_zero_credit",
                 "e.g. 1.5 and 3.0",
             )
+    if a.notebook is not None:
+        _validate_notebook(a.notebook, {q.id for q in a.questions}, file)
     if a.metrics.fid_samples < 200:
         raise AssignmentError(
             file, "metrics.fid_samples", "too few samples for a full-rank 64-d feature covariance", "use >= 1000"
         )
+
+
+def _validate_anchor_lines(lines: tuple[str, ...], key: str, file: str) -> None:
+    """Anchor lines are matched one line at a time: each must be one non-blank line."""
+    if not lines:
+        raise AssignmentError(file, key, "the list is empty", "list at least one line")
+    for i, line in enumerate(lines):
+        if not line.strip() or "\n" in line:
+            raise AssignmentError(file, f"{key}[{i}]", f"{line!r} is not one non-blank line", "write one line of text")
+
+
+def _validate_notebook(nb: NotebookSpec, question_ids: set[str], file: str) -> None:
+    _validate_anchor_lines(nb.markers, "notebook.markers", file)
+    names = [r.name for r in nb.roles]
+    for role in nb.roles:
+        key = f"notebook.roles.{role.name}"
+        if names.count(role.name) > 1:
+            raise AssignmentError(file, key, "duplicate role name", "give each role its own name")
+        _validate_anchor_lines(role.anchors, f"{key}.anchors", file)
+        if role.name.startswith("question."):
+            qid = role.name.removeprefix("question.")
+            if qid not in question_ids:
+                raise AssignmentError(file, key, f"no question {qid!r}", "name an id of [[questions]]")
+            if role.cells != "one":
+                raise AssignmentError(file, f"{key}.cells", "a question has one cell", 'write cells = "one"')
 
 
 # --------------------------------------------------------------------------- loading
@@ -492,6 +548,8 @@ def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
         for arg in args:
             if arg is type(None):
                 continue
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return _convert(value, arg, key, file)  # an optional table: keep its own error
             try:
                 return _convert(value, arg, key, file)
             except AssignmentError:
