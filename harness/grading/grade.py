@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.config.assignment import Assignment
 from harness.config.plan import RunPlan, run_plan
 from harness.grading import artifacts
 from harness.grading.code import (
@@ -91,8 +92,7 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
     if sub.has_code:
         with open_sandbox(sub, a, grading_inputs(g)) as box:
             code = code_items(box, a, check_limits(a, options), timings)
-            t = Training(box, sub, g, code, options, timings, plans)
-            t.arrays.update(g.reference_arrays)
+            t = Training(box, sub, g, code, options, timings, plans, arrays=dict(g.reference_arrays))
             trained = {
                 "ae_training": grade_ae_training(t),
                 "vae_training": grade_vae_training(t),
@@ -190,7 +190,7 @@ class Training:
         return next(p for p in self.plans if p.role == role)
 
     @property
-    def a(self):
+    def a(self) -> Assignment:
         return self.g.a
 
     @property
@@ -215,9 +215,7 @@ class Training:
         reference_s = next((r.seconds for r in self.g.reference.runs if r.name == plan.name), None)
         limits = training_limits(self.a, self.options, reference_s, request.trainer != "harness")
         steps = total_steps(request, len(self.g.train_images))
-        o = run_training_unit(self.box, unit, request, limits, steps, self.sub.id, self.options.quiet)
-        self.timings[unit] = o.seconds
-        self.timings[f"peak_mb:{unit}"] = round(o.peak_memory_mb, 1)
+        o = run_training_unit(self.box, unit, request, limits, steps, self.sub.id, self.options.quiet, self.timings)
         m = self.measure(plan, request, o)
         self.runs[plan.name] = run_record(plan, request, o)
         if m is not None:

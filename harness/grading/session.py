@@ -93,9 +93,10 @@ def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor]
 
 
 def run_training_unit(
-    box, unit: str, request: TrainRequest, limits: Limits, total_steps: int, label: str, quiet: bool
+    box, unit: str, request: TrainRequest, limits: Limits, total_steps: int, label: str, quiet: bool, timings: dict
 ) -> UnitOutcome:
-    """One training unit in the sandbox, with a progress bar (``label``) fed by the steps the unit reports."""
+    """One training unit in the sandbox, with a progress bar (``label``) fed by the steps the unit reports;
+    its seconds and peak memory go into ``timings``."""
     with Progress(total=total_steps, desc=f"{label} {unit}", unit="step", disable=quiet, leave=False) as bar:
         done = threading.Event()
 
@@ -108,6 +109,8 @@ def run_training_unit(
         outcome = box.run(unit, "train", limits, request.to_args())
         done.set()
         poller.join()
+    timings[unit] = outcome.seconds
+    timings[f"peak_mb:{unit}"] = round(outcome.peak_memory_mb, 1)
     return outcome
 
 

@@ -70,9 +70,7 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options
                 request = base_request(a, plan, options.device)
                 unit = unit_name(plan)
                 steps = total_steps(request, len(inputs["train_u8"]))
-                o = run_training_unit(box, unit, request, limits, steps, sub.id, options.quiet)
-                timings[unit] = o.seconds
-                timings[f"peak_mb:{unit}"] = round(o.peak_memory_mb, 1)
+                o = run_training_unit(box, unit, request, limits, steps, sub.id, options.quiet, timings)
                 runs[plan.name] = run_record(plan, request, o)
                 if o.ok:
                     try:
