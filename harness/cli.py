@@ -16,8 +16,8 @@ ENV_DATA = "HARNESS_DATA"  # harness.ml.data.ENV_DATA, repeated here to keep the
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--assignment",
-        default=DEFAULT_ASSIGNMENT,
-        help=f"bundled assignment ({', '.join(bundled_assignments())}) or a .toml path (default: %(default)s)",
+        help=f"bundled assignment ({', '.join(bundled_assignments())}) or a .toml path (default: for a notebook, "
+        f"the handout its code follows; else {DEFAULT_ASSIGNMENT})",
     )
     p.add_argument(
         "--profile", help="full | quick | smoke, as the assignment defines (default: full on CUDA, quick on CPU)"
@@ -30,6 +30,29 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--cache", help="cache folder (default: $HARNESS_CACHE, else $XDG_CACHE_HOME/harness or ~/.cache/harness)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for CI and logs)")
+
+
+def _assignment(args: argparse.Namespace, path: Path | None = None):
+    """``--assignment``; without it, the bundled handout a notebook's code follows (recognised by
+    its [notebook] markers), else the default assignment."""
+    if args.assignment:
+        return load_assignment(args.assignment)
+    if path is not None and _is_notebook(path):
+        from harness.submission.notebook_load import handout_of
+
+        a = handout_of(path, [load_assignment(name) for name in bundled_assignments()])
+        print(f"assignment {Path(a.source).stem}: the handout {path.name} follows", file=sys.stderr)
+        return a
+    return load_assignment(DEFAULT_ASSIGNMENT)
+
+
+def _is_notebook(path: Path) -> bool:
+    """A notebook file, or a student's folder with one notebook and no submission.py."""
+    from harness.submission.notebook_load import NOTEBOOK_SUFFIX, notebooks_in
+
+    if path.is_file():
+        return path.suffix == NOTEBOOK_SUFFIX
+    return path.is_dir() and not (path / "submission.py").exists() and len(notebooks_in(path)) == 1
 
 
 def default_profile(device) -> str:
@@ -78,7 +101,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     from harness.reference.build import build_reference, table
     from harness.reference.cache import cache_root
 
-    a = load_assignment(args.assignment)
+    a = _assignment(args)
     profile, device = _profile_and_device(args, a)
     data = load_mnist(args.data)
     if not args.quiet:
@@ -124,7 +147,8 @@ def band_table(band) -> str:
 
 def _outputs(args: argparse.Namespace, folder: Path) -> Path:
     """The submission's results folder, made now."""
-    out = Path(args.out) / folder.resolve().name
+    path = folder.resolve()
+    out = Path(args.out) / (path.stem if path.is_file() else path.name)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -134,6 +158,29 @@ def _submission_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
     p.add_argument("--timeout", type=float, help="seconds per check unit of student code (default: the assignment's)")
     p.add_argument("--memory", type=int, help="memory cap per unit in MB (default: the assignment's)")
+
+
+def _name_pattern(text: str) -> str:
+    from harness.submission.identity import compile_pattern
+
+    try:
+        compile_pattern(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _name_pattern_option(p: argparse.ArgumentParser) -> None:
+    from harness.submission.identity import CANVAS_PATTERN
+
+    p.add_argument(
+        "--name-pattern",
+        type=_name_pattern,
+        default=CANVAS_PATTERN,
+        metavar="REGEX",
+        help="how a notebook's file name names its student: a regular expression with named groups student and/or "
+        "student_id (default: Canvas's name_userid_fileid_original; docs/submission-format.md#file-names)",
+    )
 
 
 def _isolation_option(p: argparse.ArgumentParser, default: str) -> None:
@@ -152,16 +199,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harness.grading.session import RunOptions
     from harness.ml.data import load_mnist
 
-    a = load_assignment(args.assignment)
     folder = Path(args.submission)
-    if not folder.is_dir():
-        print(f"error: {folder}: no such submission folder", file=sys.stderr)
+    if not folder.exists():
+        print(f"error: {folder}: no such submission (a folder or a .ipynb notebook)", file=sys.stderr)
         return 2
+    a = _assignment(args, folder)
     if _isolation_gate(bool(args.require_isolation)):
         return 2
     data = load_mnist(args.data)
     out = _outputs(args, folder)
-    result = check_submission(folder, a, data, RunOptions(timeout_s=args.timeout, memory_mb=args.memory))
+    options = RunOptions(timeout_s=args.timeout, memory_mb=args.memory, name_pattern=args.name_pattern)
+    result = check_submission(folder, a, data, options)
     path = out / "check.json"
     write_result(path, result)
     print(checklist(result))
@@ -174,23 +222,23 @@ def _training_setup(args: argparse.Namespace):
     device, data), or None after saying that the folder does not exist."""
     from harness.ml.data import load_mnist
 
-    a = load_assignment(args.assignment)
-    profile, device = _profile_and_device(args, a)
     folder = Path(args.submission)
-    if not folder.is_dir():
-        print(f"error: {folder}: no such submission folder", file=sys.stderr)
+    if not folder.exists():
+        print(f"error: {folder}: no such submission (a folder or a .ipynb notebook)", file=sys.stderr)
         return None
+    a = _assignment(args, folder)
+    profile, device = _profile_and_device(args, a)
     return a, profile, folder, device, load_mnist(args.data)
 
 
-def _check_overrides(out: Path, root: Path, a) -> bool:
+def _check_overrides(out: Path, root: Path, a, pattern: str) -> bool:
     """Validate ``<out>/overrides.csv`` for the course under ``root``: print its warnings, or
     its errors and return True (the batch is refused: exit 2)."""
-    from harness.course.batch import discover
+    from harness.course.batch import course_entries, entry_id
     from harness.course.overrides import OverridesError, check_course
 
     try:
-        warnings = check_course(out, [f.name for f in discover(root) if f.resolve() != out.resolve()], a)
+        warnings = check_course(out, [entry_id(f, pattern) for f in course_entries(root, out, pattern)[0]], a)
     except OverridesError as e:
         print(f"error: {e}", file=sys.stderr)
         return True
@@ -229,6 +277,7 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
             device=device,
             threads=threads,
             quiet=True,
+            name_pattern=args.name_pattern,
         ),
     )
     runner, closers = None, []
@@ -254,6 +303,8 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
     finally:
         for c in closers:
             c.close()
+    for note in summary.notes:
+        print(f"  - {note}")
     for o in summary.outcomes:
         if o.error:
             print(f"  ! {o.id}: {o.error}")
@@ -267,44 +318,25 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
     return 1 if summary.count("error") else 0
 
 
-def _notebooks_skipped(folder: Path, notebooks: list[str]) -> str:
-    return (
-        f"{len(notebooks)} notebook(s) in {folder} are not graded ({_names(notebooks)}): grading notebooks is "
-        "not supported yet"
-    )
-
-
 def _names(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (f", ... ({len(names) - most} more)" if len(names) > most else "")
 
 
-def course_notebooks(folder: Path) -> list[str]:
-    """The Jupyter notebooks directly in a course folder (handed in instead of a folder)."""
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix == ".ipynb")
-
-
 def nothing_to_grade(folder: Path, a, out: Path) -> str | None:
-    """Why a course folder holds no submission to grade (no visible sub-folder besides ``out``),
-    saying what it holds instead; None when it holds one."""
+    """Why a course folder holds no submission to grade (no visible sub-folder or notebook besides
+    ``out``), saying what it holds instead; None when it holds one."""
     from harness.course.batch import discover
 
     if [f for f in discover(folder) if f.resolve() != out.resolve()]:
         return None
     spec = a.submission
-    hand_in = f"hand in a folder with {spec.module}, {spec.answers} and {spec.meta}"
-    notebooks = course_notebooks(folder)
-    if notebooks:
-        return (
-            f"{folder} holds {len(notebooks)} notebook(s) ({_names(notebooks)}) and no submission folder; grading "
-            f"notebooks is not supported yet: {hand_in} (docs/submission-format.md)"
-        )
     entries = sorted(p.name for p in folder.iterdir())
     if not entries:
         return f"no submission in {folder}: it is empty"
     return (
         f"no submission in {folder}: it holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} "
-        f"({_names(entries)}) and no submission folder; {hand_in}, or a folder of such folders "
-        "(docs/submission-format.md)"
+        f"({_names(entries)}) and no notebook or submission folder; hand in the course's notebook (.ipynb) or a "
+        f"folder with {spec.module}, {spec.answers} and {spec.meta}, or a folder of such (docs/submission-format.md)"
     )
 
 
@@ -331,13 +363,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
         )
     course = not is_submission(folder, a)
     if course:  # refused before the reference is built
-        nothing, notebooks = nothing_to_grade(folder, a, Path(args.out)), course_notebooks(folder)
+        nothing = nothing_to_grade(folder, a, Path(args.out))
         if nothing:
             print(f"error: {nothing}", file=sys.stderr)
             return 2
-        if notebooks:
-            print(f"note: {_notebooks_skipped(folder, notebooks)}", file=sys.stderr)
-        if _check_overrides(Path(args.out), folder, a):
+        if _check_overrides(Path(args.out), folder, a, args.name_pattern):
             return 2
     required = course if args.require_isolation is None else args.require_isolation  # a course: required by default
     # a remote cluster runs no student code here: each worker checks its own sandbox (harness.course.cluster)
@@ -362,6 +392,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         device=str(device),
         out=out,
         quiet=args.quiet,
+        name_pattern=args.name_pattern,
     )
     result = grade_submission(folder, grader, options)
     path = out / "result.json"
@@ -416,7 +447,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     out = _outputs(args, folder)
     options = RunOptions(
-        memory_mb=args.memory, train_timeout_s=args.train_timeout, device=str(device), out=out, quiet=args.quiet
+        memory_mb=args.memory,
+        train_timeout_s=args.train_timeout,
+        device=str(device),
+        out=out,
+        quiet=args.quiet,
+        name_pattern=args.name_pattern,
     )
     result = write_up(folder, a, profile, data, options)
     write_result(out / RESULT_NAME, result)
@@ -504,15 +540,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the checks that need no training on a submission, each unit of its code in the sandbox "
         "(docs/sandbox.md); write <out>/<id>/check.json (docs/result-schema.md). Exit 1 when an item fails.",
     )
-    p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
     p.add_argument(
-        "--assignment", default=DEFAULT_ASSIGNMENT, help="bundled assignment or a .toml path (default: %(default)s)"
+        "submission", help="a submission: a folder, or the handed-in notebook (.ipynb) (docs/submission-format.md)"
+    )
+    p.add_argument(
+        "--assignment",
+        help=f"bundled assignment or a .toml path (default: for a notebook, the handout it follows; else "
+        f"{DEFAULT_ASSIGNMENT})",
     )
     p.add_argument(
         "--data", help=f"MNIST root with MNIST/raw/ (default: ${ENV_DATA}, else the user cache, downloading)"
     )
     p.add_argument("--cache", help="cache folder (student code never sees it)")
     _submission_options(p)
+    _name_pattern_option(p)
     _isolation_option(p, "off (a warning names each protection not in force)")
     p.set_defaults(func=cmd_check)
 
@@ -523,9 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and grade every rubric item against the reference trained under the same profile (built and cached "
         "first if needed). Writes <out>/<id>/result.json (docs/result-schema.md).",
     )
-    p.add_argument("submission", help="a submission folder (docs/submission-format.md), or a folder of them (a course)")
+    p.add_argument(
+        "submission",
+        help="a submission (a folder, or the handed-in notebook .ipynb; docs/submission-format.md), or a folder of "
+        "them (a course: sub-folders and/or notebooks as the LMS downloads them)",
+    )
     _common(p)
     _submission_options(p)
+    _name_pattern_option(p)
     p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
     p.add_argument(
         "--gradescope",
@@ -562,8 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and write <out>/<id>/write-up.html and write-up.pdf in the course's order (docs/reports.md). "
         "Exit 1 when the write-up could not be rendered (the HTML is kept when only the PDF failed).",
     )
-    p.add_argument("submission", help="a submission folder (docs/submission-format.md)")
+    p.add_argument(
+        "submission", help="your submission: a folder, or your executed notebook (.ipynb) (docs/submission-format.md)"
+    )
     _common(p)
+    _name_pattern_option(p)
     p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
     p.add_argument("--memory", type=int, help="memory cap per run in MB (default: the assignment's)")
     p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
@@ -622,7 +671,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
         (sys.modules.get(m), name)
         for m, name in (("harness.ml.data", "DataNotFound"), ("harness.ml.training", "DeviceError"))
     ]
-    return (AssignmentError, *(getattr(module, name) for module, name in loaded if module is not None))
+    from harness.submission.notebook import NotebookError
+
+    return (
+        AssignmentError,
+        NotebookError,
+        *(getattr(module, name) for module, name in loaded if module is not None),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,18 +64,16 @@ def test_grade_of_an_empty_folder_exits_2_before_building_the_reference(tmp_path
     assert not (tmp_path / "cache").exists()  # no classifier, no reference
 
 
-def test_grade_of_a_folder_of_notebooks_exits_2_naming_them_and_what_to_hand_in(tmp_path, capsys):
+def test_a_folder_of_notebooks_is_a_course_to_grade_not_a_refusal(tmp_path, assignment):
+    from harness.cli import nothing_to_grade
+    from harness.submission.detect import is_submission
+
     course = tmp_path / "course"
     course.mkdir()
     for name in ("b.ipynb", "a.ipynb"):
         (course / name).write_text("{}")
-    assert main(["grade", str(course), "--device", "cpu", "--cache", str(tmp_path / "cache")]) == 2
-    err = capsys.readouterr().err
-    assert f"{course} holds 2 notebook(s) (a.ipynb, b.ipynb) and no submission folder" in err
-    assert (
-        "grading notebooks is not supported yet: hand in a folder with submission.py, answers.md and submission.toml"
-        in err
-    )
+    assert nothing_to_grade(course, assignment, tmp_path / "reports") is None
+    assert not is_submission(course, assignment)  # several notebooks: one per student
 
 
 def test_grade_of_a_folder_of_plain_files_exits_2_saying_what_it_holds(tmp_path, capsys):
@@ -83,7 +81,7 @@ def test_grade_of_a_folder_of_plain_files_exits_2_saying_what_it_holds(tmp_path,
     course.mkdir()
     (course / "notes.txt").write_text("")
     assert main(["grade", str(course), "--device", "cpu", "--cache", str(tmp_path / "cache")]) == 2
-    assert "it holds 1 entry (notes.txt) and no submission folder" in capsys.readouterr().err
+    assert "it holds 1 entry (notes.txt) and no notebook or submission folder" in capsys.readouterr().err
 
 
 def test_the_default_profile_suits_the_device_and_is_said_on_the_first_line(tmp_path, capsys):

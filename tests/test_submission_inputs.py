@@ -36,13 +36,18 @@ def with_tuned(folder: Path, line: str) -> Path:
     return folder
 
 
-def test_a_folder_is_a_submission_and_anything_else_is_refused_clearly(tmp_path, assignment):
+def test_a_folder_or_a_notebook_is_a_submission_and_anything_else_is_refused_clearly(tmp_path, assignment):
     assert detect(EXAMPLE, assignment) == "folder"
-    with pytest.raises(FileNotFoundError, match="no such submission folder"):
+    with pytest.raises(FileNotFoundError, match="no such submission"):
         load(tmp_path / "gone", assignment)
     (tmp_path / "submission.py").write_text("x = 1\n")
-    with pytest.raises(NotADirectoryError, match="hand in a folder holding submission.py, answers.md and"):
+    with pytest.raises(NotADirectoryError, match="or a folder holding submission.py, answers.md and"):
         detect(tmp_path / "submission.py", assignment)
+    (tmp_path / "hw.ipynb").write_text("{}")
+    assert detect(tmp_path / "hw.ipynb", assignment) == "notebook"
+    assert detect(tmp_path, assignment) == "folder"  # it holds submission.py: the module wins
+    (tmp_path / "submission.py").unlink()
+    assert detect(tmp_path, assignment) == "notebook"
 
 
 def test_a_folder_s_code_is_its_module_under_its_own_name(assignment):

@@ -284,6 +284,9 @@ class NotebookSpec:
 
     markers: tuple[str, ...]
     roles: tuple[CellRole, ...] = ()
+    # Each cell's limit in the run that defines the notebook's names (no training in it): a cell
+    # that loops forever is stopped and recorded, and the next one runs.
+    cell_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -500,6 +503,10 @@ def _validate_anchor_lines(lines: tuple[str, ...], key: str, file: str) -> None:
 
 def _validate_notebook(nb: NotebookSpec, question_ids: set[str], file: str) -> None:
     _validate_anchor_lines(nb.markers, "notebook.markers", file)
+    if not nb.cell_timeout_s > 0:
+        raise AssignmentError(
+            file, "notebook.cell_timeout_s", f"{nb.cell_timeout_s} is not positive", "use seconds > 0"
+        )
     names = [r.name for r in nb.roles]
     for role in nb.roles:
         key = f"notebook.roles.{role.name}"

@@ -1,7 +1,10 @@
 """``harness grade submissions/``: a whole course, graded against one shared reference.
 
-Every submission folder below the course folder is graded as ``harness grade`` grades one
-(its code in its own sandbox), by ``--workers`` at a time. Faults never cost data:
+Every submission below the course folder is graded as ``harness grade`` grades one (its code in
+its own sandbox), by ``--workers`` at a time. A submission is a sub-folder (its name is its id) or
+a notebook file as an LMS download holds them, one per student (its id from the file name:
+``harness.submission.identity``; of two uploads of one student, the later is graded).
+Faults never cost data:
 
 - each submission's result is written atomically to ``<out>/<id>/result.json`` as soon as it
   is graded, keyed by the submission's content hash, the reference and the profile; a batch
@@ -53,6 +56,8 @@ from harness.io import write_json_atomic
 from harness.progress import Progress
 from harness.sandbox.host import Protections
 from harness.submission.files import content_hash
+from harness.submission.identity import CANVAS_PATTERN, duplicates, identity_from_name
+from harness.submission.notebook_load import NOTEBOOK_SUFFIX
 
 LOCK_NAME = ".batch.lock"
 
@@ -94,6 +99,7 @@ class BatchSummary:
     grades: Path | None = None  # grades.csv
     summary: Path | None = None  # summary.html (None when it could not be drawn)
     summary_error: str = ""
+    notes: list[str] = field(default_factory=list)  # what the course folder held that was not graded, and why
     seconds: float = 0.0
     rows: pd.DataFrame | None = None  # what grades.csv and summary.html were written from
 
@@ -129,25 +135,51 @@ def isolation_warnings(prot: Protections) -> list[str]:
 
 
 def discover(root: Path) -> list[Path]:
-    """The course's submission folders: every visible sub-folder, sorted by name. A folder that
-    is not a submission is still listed; grading it records why."""
-    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    """The course's submissions: every visible sub-folder and notebook file, sorted by name. A
+    folder that is not a submission is still listed; grading it records why."""
+    return sorted(
+        p
+        for p in Path(root).iterdir()
+        if not p.name.startswith((".", "_")) and (p.is_dir() or (p.is_file() and p.suffix == NOTEBOOK_SUFFIX))
+    )
 
 
-def up_to_date(folder: Path, out: Path, g: Grader) -> bool:
+def entry_id(path: Path, pattern: str = CANVAS_PATTERN) -> str:
+    """A course entry's id, its results folder's name: a folder's name, or the id a notebook's
+    file name gives (the student id under Canvas's pattern)."""
+    return path.name if path.is_dir() else identity_from_name(path.name, pattern).id
+
+
+def course_entries(root: Path, out: Path, pattern: str = CANVAS_PATTERN) -> tuple[list[Path], list[str]]:
+    """The submissions to grade under ``root`` (``out`` left out), one per id: of notebooks whose
+    names give one id (a student who uploaded twice), the last upload; and a note per id so decided."""
+    entries = [p for p in discover(root) if p.resolve() != Path(out).resolve()]
+    files = [p for p in entries if not p.is_dir()]
+    twice = duplicates(identity_from_name(p.name, pattern) for p in files)
+    dropped = {name for names in twice.values() for name in names[:-1]}
+    notes = [
+        f"{sid}: {len(names)} uploads ({', '.join(names)}); grading the last, {names[-1]}"
+        for sid, names in twice.items()
+    ]
+    return [p for p in entries if p.name not in dropped], notes
+
+
+def up_to_date(folder: Path, out: Path, g: Grader, sid: str | None = None) -> bool:
     """Has this exact submission already been graded, against this reference and profile, under
     this assignment file (rubric, thresholds, questions) and harness version?"""
-    path = out / folder.name / "result.json"
+    sid = sid or entry_id(folder)
+    path = out / sid / "result.json"
     if not path.is_file():
         return False
-    if (out / folder.name / ERROR_NAME).is_file():  # the last attempt failed: try again
+    if (out / sid / ERROR_NAME).is_file():  # the last attempt failed: try again
         return False
     try:
         r = load_result(path)
     except (ValueError, OSError):  # a damaged result is regraded
         return False
     return (
-        r.get("submission", {}).get("content_hash") == content_hash(folder)
+        r.get("submission", {}).get("content_hash")
+        == (content_hash(folder) if folder.is_dir() else content_hash(folder.parent, [Path(folder.name)]))
         and r.get("profile") == g.profile.name
         and r.get("reference", {}).get("key") == g.reference.key
         and r.get("assignment", {}).get("digest") == g.a.digest
@@ -195,9 +227,11 @@ def record_error(out: Path, sub_id: str, e: BaseException, seconds: float = 0.0)
 
 
 def grade_one(folder: Path, g: Grader, out: Path, options: BatchOptions) -> Outcome:
-    """Grade one submission and write its result (and report); any failure becomes its error record."""
+    """Grade one submission (a folder or a notebook file) and write its result (and report); any
+    failure becomes its error record."""
     started = time.perf_counter()
-    target = out / folder.name
+    sid = entry_id(folder, options.run.name_pattern)
+    target = out / sid
     try:
         target.mkdir(parents=True, exist_ok=True)
         result = grade_submission(folder, g, dataclasses.replace(options.run, out=target))
@@ -205,15 +239,15 @@ def grade_one(folder: Path, g: Grader, out: Path, options: BatchOptions) -> Outc
         (target / ERROR_NAME).unlink(missing_ok=True)
         full = result.total >= result.max_total
     except Exception as e:  # noqa: BLE001 - one submission's failure must not end the batch
-        return record_error(out, folder.name, e, time.perf_counter() - started)
+        return record_error(out, sid, e, time.perf_counter() - started)
     if options.render:
         try:
             failed = [r.error for r in render_documents(target, ["report"]) if r.error]
         except Exception as e:  # noqa: BLE001
             failed = [f"{type(e).__name__}: {e}"]
         if failed:  # the grade stands; the report can be rendered again with `harness render`
-            return Outcome(folder.name, "graded", time.perf_counter() - started, f"report: {failed[0]}", full)
-    return Outcome(folder.name, "graded", time.perf_counter() - started, full_marks=full)
+            return Outcome(sid, "graded", time.perf_counter() - started, f"report: {failed[0]}", full)
+    return Outcome(sid, "graded", time.perf_counter() - started, full_marks=full)
 
 
 Runner = Callable[[list[Path]], Iterator[Outcome]]
@@ -244,15 +278,17 @@ def grade_batch(
     """Grade every submission under ``root`` that is missing or changed (``options.workers`` at a
     time in this process, or by ``runner``), then write ``grades.csv`` and ``summary.html``."""
     started = time.perf_counter()
-    folders = [f for f in discover(root) if f.resolve() != Path(out).resolve()]
+    pattern = options.run.name_pattern
+    folders, notes = course_entries(root, out, pattern)
+    ids = {f: entry_id(f, pattern) for f in folders}
     run = runner or thread_runner(g, out, options)
-    summary = BatchSummary()
+    summary = BatchSummary(notes=notes)
     with _Lock(out):
         # an invalid overrides.csv stops the batch here; new overrides are recorded against the
         # results they were decided on, before a regrade replaces them
-        check_course(out, [f.name for f in folders], g.a)
-        todo = [f for f in folders if options.force or not up_to_date(f, out, g)]
-        summary.outcomes += [Outcome(f.name, "skipped") for f in folders if f not in todo]
+        check_course(out, list(ids.values()), g.a)
+        todo = [f for f in folders if options.force or not up_to_date(f, out, g, ids[f])]
+        summary.outcomes += [Outcome(ids[f], "skipped") for f in folders if f not in todo]
         statuses: list[str] = []  # of the submissions graded so far, as grades.csv will give them
         try:
             with (
@@ -270,7 +306,7 @@ def grade_batch(
                 for sid, error in refresh_reports(out, list(skipped), g.a).items():
                     skipped[sid].error = f"report: {error}"
         finally:  # also after Ctrl-C: the tables show whatever is on disk
-            summary.rows = rows = grade_rows(out, [f.name for f in folders], g.a)
+            summary.rows = rows = grade_rows(out, list(ids.values()), g.a)
             summary.grades = write_grades(out, rows)
             try:
                 summary.summary = write_summary(out, rows, g.a, g.profile.name)

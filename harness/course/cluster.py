@@ -35,6 +35,7 @@ from harness.course.batch import (
     BatchOptions,
     IsolationRefused,
     Outcome,
+    entry_id,
     grade_one,
     isolation_refusal,
     record_error,
@@ -233,8 +234,13 @@ def grade_on_worker(sub_id: str, files: dict[str, bytes], options: BatchOptions)
 
 
 def read_submission(folder: Path) -> dict[str, bytes]:
-    """The submission's files (as its content hash sees them), refusing an oversized folder."""
+    """The submission's files (as its content hash sees them), refusing an oversized folder. A
+    notebook file travels alone; the worker grades it as a folder holding it, named by its id."""
     files, size = {}, 0
+    if folder.is_file():
+        if folder.stat().st_size > MAX_SUBMISSION_BYTES:
+            raise ValueError(f"{folder.name} is over {MAX_SUBMISSION_BYTES >> 20} MB; too big to send to a worker")
+        return {folder.name: folder.read_bytes()}
     for rel in submission_files(folder):
         size += (folder / rel).stat().st_size
         if size > MAX_SUBMISSION_BYTES:
@@ -292,15 +298,16 @@ class DaskRunner:
     def __call__(self, folders: list[Path]) -> Iterator[Outcome]:
         futures, early = {}, []
         for f in folders:
+            sid = entry_id(f, self.options.run.name_pattern)
             try:
                 files = read_submission(f)
             except (OSError, ValueError) as e:
-                early.append(record_error(self.out, f.name, e))
+                early.append(record_error(self.out, sid, e))
                 continue
             future = self.client.submit(
-                grade_on_worker, f.name, files, self.options, key=f"grade-{f.name}-{time.time_ns()}", pure=False
+                grade_on_worker, sid, files, self.options, key=f"grade-{sid}-{time.time_ns()}", pure=False
             )
-            futures[future] = f.name
+            futures[future] = sid
         try:
             yield from early
             for future in as_completed(list(futures)):

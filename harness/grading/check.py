@@ -20,12 +20,14 @@ from harness.submission.detect import load
 
 def check_submission(folder: Path, a: Assignment, data: Mnist, options: RunOptions = RunOptions()) -> Result:
     started = time.perf_counter()
-    sub = load(folder, a)
+    sub = load(folder, a, options.name_pattern)
     limits = check_limits(a, options)
     timings: dict[str, float] = {}
+    cells: list[dict] = []
     if sub.has_code:
         with open_sandbox(sub, a, probe_inputs(data)) as box:
-            items = code_items(box, a, limits, timings).items
+            code = code_items(box, a, limits, timings)
+            items, cells = code.items, code.cells
     else:
         items = no_code_items(a, sub.label)
     scored_answers, answers_json = score_answers(a, sub)
@@ -36,7 +38,7 @@ def check_submission(folder: Path, a: Assignment, data: Mnist, options: RunOptio
     order = {r.id: n for n, r in enumerate(a.rubric)}
     all_items = sorted(items + answer_items, key=lambda i: order.get(i.id, 99))
     timings["total"] = round(time.perf_counter() - started, 2)
-    return new_result("check", sub, a, "", all_items, pending, answers_json, timings)
+    return new_result("check", sub, a, "", all_items, pending, answers_json, timings, cells=cells)
 
 
 def checklist(result: Result) -> str:
@@ -53,6 +55,7 @@ def checklist(result: Result) -> str:
     lines = [f"{result.assignment['title']} - check of {sub['id']} ({sub['student'] or 'no name'})", ""]
     for p in result.problems:
         lines.append(f"  ! {p}")
+    lines += notebook_lines(result.notebook)
     for item in result.items:
         lines.append(f"[{marks[item.status]}] {item.title}: {item.points:g} / {item.max_points:g}")
         for e in item.evidence:
@@ -65,3 +68,30 @@ def checklist(result: Result) -> str:
     )
     lines.append(f"took {result.timings.get('total', 0):.1f} s")
     return "\n".join(lines)
+
+
+def notebook_lines(notebook: dict) -> list[str]:
+    """What a student acts on in a notebook before the items: untouched TODO regions, cells that
+    failed in the harness's run (as Colab numbers them), what the harness substituted or took out."""
+    if not notebook:
+        return []
+    lines = [f"notebook {notebook['file']} (handout {notebook['handout']}):"]
+    for u in notebook.get("untouched", []):
+        where = f" ({u['role'].replace('_', ' ')})" if u["role"] else ""
+        lines.append(
+            f"  ! cell {u['cell']}{where}, lines {u['lines'][0]}-{u['lines'][1]}: TODO region untouched "
+            f"(`{u['placeholder']}`)"
+        )
+    for c in notebook.get("cells", []):
+        if c["error"]:
+            role = f" ({c['role'].replace('_', ' ')})" if c["role"] else ""
+            lines.append(f"  ! cell {c['number']}{role} failed: {c['error']}")
+    subs = sorted({s for c in notebook.get("cells", []) for s in c["substituted"] if "->" not in s})
+    for s in subs:
+        lines.append(f"  - substituted: {s}")
+    if notebook.get("removed"):
+        lines.append(f"  - not run (IPython only): {'; '.join(notebook['removed'][:6])}")
+    for f in notebook.get("forensics", []):
+        lines.append(f"  - {f}")
+    lines.append("")
+    return lines

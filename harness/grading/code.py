@@ -66,6 +66,7 @@ class CodeOutcome:
     found: dict[str, str] = field(default_factory=dict)  # config key -> "ok" | "missing" | "not callable"
     broken: set[str] = field(default_factory=set)  # parts replaced by the reference's in later units
     vae_metrics: dict = field(default_factory=dict)  # loss convention detected by vae_model
+    cells: list[dict] = field(default_factory=list)  # a notebook's cells as the definition pass ran them
 
     def has(self, key: str) -> bool:
         return self.found.get(key) == "ok"
@@ -104,7 +105,8 @@ def code_items(box, a: Assignment, limits: Limits, timings: dict) -> CodeOutcome
             broken={"autoencoder", "encoder", "decoder", "data_loader", "vae"},
         )
     found, defined = imp.value["names"], imp.value["defined"]
-    out = CodeOutcome([], found=found)
+    out = CodeOutcome([], found=found, cells=list(imp.value.get("cells", [])))
+    box.skip_cells([c["number"] for c in out.cells if c.get("timed_out")])
 
     def has(key: str) -> bool:
         return found.get(key) == "ok"

@@ -84,7 +84,7 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
     (``runs.npz``, ``harness.grading.artifacts``), named in the result's ``artifacts`` field."""
     a = g.a
     started = time.perf_counter()
-    sub = load(folder, a)
+    sub = load(folder, a, options.name_pattern)
     timings: dict[str, float] = {}
     answer_items, answers_json = score_answers(a, sub)
     plans = run_plan(a, g.profile)
@@ -110,7 +110,9 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
     items = [by_id[r.id] for r in a.rubric if r.id in by_id]
     timings["total"] = round(time.perf_counter() - started, 2)
     pending = [r.id for r in a.rubric if r.id not in by_id]
-    result = new_result("grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference_summary(g))
+    result = new_result(
+        "grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference_summary(g), code.cells
+    )
     result.runs = runs
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)

@@ -38,6 +38,9 @@ class Result:
     reference: dict[str, Any] = field(default_factory=dict)  # grade: the reference it was judged against
     runs: dict[str, Any] = field(default_factory=dict)  # grade, write-up: each training run, how it ended, measures
     artifacts: str = ""  # grade, write-up: the run artefacts file beside this one (harness.grading.artifacts)
+    # a notebook: what reading it found (harness.submission.contents.NotebookFacts) and "cells", each
+    # code cell's run in the definition pass: role, seconds, substitutions, error (docs/result-schema.md)
+    notebook: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total(self) -> float:

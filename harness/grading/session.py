@@ -21,12 +21,13 @@ from harness.progress import Progress
 from harness.sandbox.host import Limits, Sandbox, SandboxError, UnitOutcome, protections
 from harness.sandbox.requests import TrainRequest
 from harness.submission.contents import Submission
+from harness.submission.identity import CANVAS_PATTERN
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """What a command's run of student code can set: the CLI's ``--timeout``, ``--memory``,
-    ``--train-timeout``, ``--device``, ``--out`` and ``-q``."""
+    ``--train-timeout``, ``--device``, ``--out``, ``-q`` and ``--name-pattern``."""
 
     timeout_s: float | None = None  # per check unit; default the assignment's [sandbox] check_timeout_s
     memory_mb: int | None = None  # per unit; default the assignment's [sandbox] memory_mb
@@ -35,6 +36,7 @@ class RunOptions:
     threads: int = 0  # torch threads per training unit; 0: as many as this process uses
     out: Path | None = None  # the submission's output folder: its artefacts go there (None: not written)
     quiet: bool = False
+    name_pattern: str = CANVAS_PATTERN  # reads a notebook's student from its file name (--name-pattern)
 
 
 def check_limits(a: Assignment, options: RunOptions) -> Limits:
@@ -82,6 +84,9 @@ class _NoSandbox:
     def progress(self, unit: str) -> int:
         return 0
 
+    def skip_cells(self, numbers: list[int]) -> None:
+        pass
+
 
 def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor]):
     """A sandbox for this submission (a context manager), or a stand-in whose units all fail
@@ -124,8 +129,11 @@ def new_result(
     answers: dict,
     timings: dict,
     reference: dict | None = None,
+    cells: list[dict] | None = None,
 ) -> Result:
-    """A result with this run's provenance: protections in force, versions, time."""
+    """A result with this run's provenance: protections in force, versions, time; for a notebook,
+    what reading it found and how its cells ran (``cells``)."""
+    notebook = {**sub.notebook.to_json(), "cells": list(cells or [])} if sub.notebook else {}
     return Result(
         kind=kind,
         submission=sub.summary(),
@@ -140,4 +148,5 @@ def new_result(
         versions=run_versions(),
         created=now(),
         reference=reference or {},
+        notebook=notebook,
     )

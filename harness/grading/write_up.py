@@ -51,7 +51,7 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options
     """Train the submission's four runs with its own code; with ``options.out``, store the
     write-up's arrays there (``write-up.npz``)."""
     started = time.perf_counter()
-    sub = load(folder, a)
+    sub = load(folder, a, options.name_pattern)
     # No reference is built for a write-up, so no reference time: the assignment's ceiling and the stall watchdog.
     limits = training_limits(a, options, None, student_loop=True)
     inputs = write_up_inputs(a, profile, data)

@@ -281,10 +281,12 @@ class Sandbox:
             raise
         self.base = {
             "module": submission.module,
+            "kind": submission.kind,
             "label": submission.label,
             "names": dataclasses.asdict(a.submission.names),
             "nz": a.model.nz,
             "assignment": a.source,
+            "cell_timeout_s": a.notebook.cell_timeout_s if a.notebook else 0,
         }
         tmp_mb = a.sandbox.scratch_mb if scratch_mb is None else scratch_mb
         self.config = supervisor_config(
@@ -299,7 +301,10 @@ class Sandbox:
         work = self.scratch / "work"
         for d in ("work", "out", "home", "tmp", "root"):
             (self.scratch / d).mkdir()
-        copy_files(self.submission.path, self.submission.files, work)
+        if self.submission.kind == "notebook":  # the cells, as run: the notebook file itself never enters
+            write_cells(work / self.submission.module, self.submission)
+        else:
+            copy_files(self.submission.path, self.submission.files, work)
         torch.save(inputs, self.scratch / "inputs.pt")
         if self.prot.drop == "setuid":  # the unit's own folders; out/ stays the harness's
             for path in [work, *work.rglob("*"), self.scratch / "home", self.scratch / "tmp"]:
@@ -373,6 +378,11 @@ class Sandbox:
 
     # -- units
 
+    def skip_cells(self, numbers: list[int]) -> None:
+        """A notebook's cells that later units do not run: ones that ran past their time limit in
+        the first unit would cost every unit that limit again (harness.sandbox.notebook_run)."""
+        self.base["skip_cells"] = sorted(set(self.base.get("skip_cells", [])) | set(numbers))
+
     def progress(self, unit: str) -> int:
         """Optimizer steps a running training unit has reported so far (for display only)."""
         try:
@@ -441,6 +451,12 @@ class Sandbox:
             outcome.error = str(outcome.value.get("error", "error"))
             outcome.traceback = str(outcome.value.get("traceback", ""))
         return outcome
+
+
+def write_cells(path: Path, sub: Submission) -> None:
+    """A notebook's code cells as its units read them (harness.sandbox.notebook_run.load_cells)."""
+    cells = [{"number": c.number, "role": c.role, "text": c.text} for c in sub.code]
+    path.write_text(json.dumps({"label": sub.label, "cells": cells}))
 
 
 def _load_value(path: Path) -> dict | None:

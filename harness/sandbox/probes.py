@@ -98,6 +98,7 @@ class Context:
         self.nz: int = int(req["nz"])
         self.label: str = req["label"]  # how messages name the student's code: "submission.py"
         self._module = None
+        self.notebook = None  # a notebook's cells and their runs, once module() ran them
 
     def progress(self, steps: int | str) -> None:
         """Steps so far ("done" once the loop returned): the stall watchdog and the progress bar read it."""
@@ -112,11 +113,28 @@ class Context:
 
     def module(self):
         if self._module is None:
-            self._module = import_submission(Path(self.req["module"]), self.label, self.phase)
+            if self.req.get("kind") == "notebook":
+                self._module = self._notebook_module()
+            else:
+                self._module = import_submission(Path(self.req["module"]), self.label, self.phase)
             # the reference's parts stand in for the student's broken ones (check args and TrainRequest alike)
             for key in self.args.get("substitute", []):
                 setattr(self._module, self.names[key], reference_part(key, self.req["assignment"]))
         return self._module
+
+    def _notebook_module(self):
+        """A notebook's namespace after its definition pass, with the folder format's names bound
+        to adapters that run its own cells (harness.sandbox.notebook_run)."""
+        from harness.sandbox.notebook_run import Notebook, load_cells
+
+        self.notebook = Notebook(
+            load_cells(Path(self.req["module"])),
+            self.inputs(),
+            self.phase,
+            float(self.req.get("cell_timeout_s") or 30.0),
+        )
+        self.notebook.define(frozenset(self.req.get("skip_cells", [])))
+        return self.notebook.expose(self.names)
 
     def get(self, key: str) -> Callable:
         """The student's object for a config key (``encoder``, ``train_vae``, ...)."""
@@ -255,7 +273,10 @@ def probe_import(ctx: Context) -> dict:
         obj = getattr(module, name, None)
         found[key] = "missing" if obj is None else ("ok" if callable(obj) else "not callable")
     public = sorted(n for n in vars(module) if not n.startswith("_"))
-    return {"names": found, "defined": public}
+    obs = {"names": found, "defined": public}
+    if ctx.notebook is not None:  # the definition pass, cell by cell: the result's per-cell diagnostics
+        obs["cells"] = ctx.notebook.cell_runs()
+    return obs
 
 
 def _autoencoder(ctx: Context) -> nn.Module:

@@ -573,11 +573,16 @@ def main() -> None:
 
     reply.write(json.dumps(ready) + "\n")
     reply.flush()
-    warm = False
+    warm = notebook_warm = False
     for line in sys.stdin:
         req = json.loads(line)
         if req.get("exit"):
             break
+        if req.get("kind") == "notebook" and not notebook_warm:
+            from harness.sandbox.notebook_run import preload
+
+            preload()  # matplotlib and torchvision, once: every forked notebook unit inherits them
+            notebook_warm = True
         if req.get("probe") == "train" and not warm:
             from harness.sandbox.probes import warm_up
 

@@ -1,8 +1,9 @@
 """What a submission is, once read: its code, answers and metadata, whatever form it came in.
 
-A :class:`Submission` is built by a loader (``harness.submission.folder`` for a folder; see
-``harness.submission.detect``) and is all the rest of the harness knows of the student's hand-in:
-grading reads its answers and metadata, the sandbox copies its files and imports its module, and
+A :class:`Submission` is built by a loader (``harness.submission.folder`` for a folder,
+``harness.submission.notebook_load`` for a notebook; see ``harness.submission.detect``) and is all
+the rest of the harness knows of the student's hand-in: grading reads its answers and metadata,
+the sandbox copies its files and imports its module (or, for a notebook, runs its cells), and
 every message about its code names it by its ``label``.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-SubmissionKind = Literal["folder"]  # what a path holds (harness.submission.detect)
+SubmissionKind = Literal["folder", "notebook"]  # what a path holds (harness.submission.detect)
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,41 @@ class CodeSource:
 
     label: str
     text: str = field(repr=False)  # as Python reads it (harness.submission.reading.python_source)
+    number: int = 0  # a notebook cell's 1-based position, as Colab shows it (0: a file)
+    role: str = ""  # the cell's role in the handout ([notebook] roles), "" for none
+    removed: tuple[str, ...] = ()  # IPython magics and shell lines taken out: never run
+
+
+@dataclass(frozen=True)
+class NotebookFacts:
+    """What reading a handed-in notebook found, for the result's ``notebook`` field
+    (docs/result-schema.md): the handout it follows, each role's cells, what was repaired or
+    taken out, the TODO regions left untouched and what its stored outputs suggest."""
+
+    file: str  # the notebook's file name
+    handout: str  # the assignment it follows (variant-a, variant-b)
+    nbformat: str  # the version as written in the file ("3.0" was upgraded to 4)
+    roles: dict[str, list[int]] = field(default_factory=dict)
+    repairs: tuple[str, ...] = ()
+    validation: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # roles found twice or not at all, where answers and the tuned beta came from
+    removed: tuple[str, ...] = ()  # "cell 2: %matplotlib inline (IPython magic)"
+    untouched: tuple[dict, ...] = ()  # {"role", "cell", "lines", "placeholder"} per untouched TODO region
+    forensics: tuple[str, ...] = ()  # what the stored outputs and execution counts show
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file,
+            "handout": self.handout,
+            "nbformat": self.nbformat,
+            "roles": self.roles,
+            "repairs": list(self.repairs),
+            "validation": list(self.validation),
+            "notes": list(self.notes),
+            "removed": list(self.removed),
+            "untouched": [dict(u) for u in self.untouched],
+            "forensics": list(self.forensics),
+        }
 
 
 @dataclass(frozen=True)
@@ -42,6 +78,7 @@ class Submission:
     answers_unread: str = ""  # why the answers could not be read (missing, a link, too large); "" when they were
     content_hash: str = ""
     problems: tuple[str, ...] = ()
+    notebook: NotebookFacts | None = None  # set for a notebook (kind "notebook")
 
     @property
     def has_code(self) -> bool:

@@ -1,0 +1,516 @@
+"""A handed-in notebook's cells, run inside a sandbox unit the way the probes need them.
+
+The notebook's code cells run in one namespace (a module's ``__dict__``), in document order, as
+on Colab. The harness changes no student logic; it substitutes through the notebook's globals:
+
+- ``torchvision.datasets.MNIST`` gives the harness's images at the profile's size: ``download=True``
+  never reaches the network (:class:`HarnessMNIST`).
+- The handout's setting lines (``epochs = 10``, ``learning_rate = 1e-3``, ``beta = 0.0``,
+  ``batch_size = 64``, ``nworkers = 4``) take the harness's values where a run needs them
+  (:func:`with_settings`); every other line runs as written.
+- ``.cuda()`` is a no-op without a GPU; matplotlib draws nowhere (Agg) and each figure's plotted
+  data is kept (:class:`Figures`); a list of loss tensors that still require grad is plotted
+  detached, as Colab's numpy allowed (the failure current numpy raises is recorded, not charged);
+  ``google.colab`` and ``get_ipython`` are stubs.
+- A cell that raises, exits or runs past its time limit is recorded and the next one runs.
+
+:class:`Notebook` first runs every cell once with no training (every ``epochs`` is 0): the
+*definition pass*, which leaves the classes, functions, loader and globals that later cells and
+the probes use. It then exposes the folder format's names (``harness.sandbox.probes``) on the
+module, each an adapter that runs the notebook's own cell or function:
+
+    make_data_loader(dataset, batch, workers)   the loader cell, with mnist_train = dataset
+    train_autoencoder(model, loader, epochs, lr, device)
+                                                the AE training cell, AutoEncoder(...) giving model
+    generate_samples(model, n, nz, device)      the sampling cell's function, with batch_size = n
+    train_vae(model, loader, epochs, lr, device)
+                                                2026: the VAE-run function; 2020/2022: the VAE cell
+
+Cells come from the host as JSON (``harness.submission.notebook_load.CELLS_FILE``).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+import types
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# The handout's names (all three years): its dataset and loader globals, and the setting lines.
+DATASET, LOADER = "mnist_train", "mnist_data_loader"
+TRAIN_SETTINGS = ("epochs", "learning_rate", "beta")
+LOADER_SETTINGS = ("batch_size", "nworkers")
+MAX_POINTS = 100_000  # of one plotted line kept
+TRACEBACK_LINES = 8
+
+
+class CellTimeout(BaseException):  # noqa: N818  (BaseException: a student's `except Exception` must not swallow it)
+    """A cell ran past its time limit."""
+
+
+class CellError(Exception):
+    """A notebook cell the harness ran on the probes' behalf failed; the message names the cell."""
+
+
+@dataclass
+class CellRun:
+    """What running one cell did: its number and role, seconds, what the harness substituted,
+    the error and the last lines of its traceback ("" when it ran)."""
+
+    number: int
+    role: str
+    seconds: float = 0.0
+    substituted: list[str] = field(default_factory=list)
+    error: str = ""
+    traceback: str = ""
+    timed_out: bool = False  # later units skip the cell (harness.sandbox.host.Sandbox.skip_cells)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class HarnessMNIST(torch.utils.data.Dataset):
+    """MNIST as torchvision's ``MNIST(..., transform=ToTensor())`` gives it, from the harness's
+    tensors: ``(image [1, 28, 28] in [0, 1], int label)``."""
+
+    def __init__(self, images: Tensor, labels: Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        x = self.images[i]
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        return x.reshape(1, *x.shape[-2:]), int(self.labels[i])
+
+
+def datasets(inputs: dict[str, Tensor]) -> tuple[HarnessMNIST, HarnessMNIST]:
+    """The (train, test) sets a unit's inputs give: a training unit's subset and evaluation
+    images, or a check unit's fixed test images for both."""
+    if "train_u8" in inputs:
+        test = inputs["test_u8"]
+        return HarnessMNIST(inputs["train_u8"], inputs["train_labels"]), HarnessMNIST(
+            test, torch.zeros(len(test), dtype=torch.long)
+        )
+    both = HarnessMNIST(inputs["images"], inputs["labels"])
+    return both, both
+
+
+# --------------------------------------------------------------------------- figures
+
+
+class Figures:
+    """Every matplotlib figure the cells make: shown, saved or left open, its axes' titles and
+    plotted data are kept (no image is drawn) and the figure is closed."""
+
+    def __init__(self):
+        self.kept: list[dict] = []
+        self.cell = 0
+
+    def take(self) -> None:
+        import matplotlib.pyplot as plt
+
+        for num in plt.get_fignums():
+            fig = plt.figure(num)
+            axes = []
+            for ax in fig.get_axes():
+                lines = [[float(v) for v in line.get_ydata()[:MAX_POINTS]] for line in ax.get_lines()]
+                axes.append({"title": ax.get_title(), "lines": lines, "images": len(ax.get_images())})
+            self.kept.append({"cell": self.cell, "axes": axes})
+        plt.close("all")
+
+    def curves(self, since: int) -> dict[str, list[float]]:
+        """The loss curves plotted since figure ``since``: axes titled like the handout's
+        ("Reconstruction Loss", "KL Loss"), else a figure's first two single-line axes."""
+        found: dict[str, list[float]] = {}
+        for fig in self.kept[since:]:
+            for ax in fig["axes"]:
+                title = ax["title"].lower()
+                if not ax["lines"]:
+                    continue
+                if "kl" in title:
+                    found["kl"] = ax["lines"][0]
+                elif "rec" in title:
+                    found["rec"] = ax["lines"][0]
+            plotted = [ax["lines"][0] for ax in fig["axes"] if ax["lines"]]
+            if "rec" not in found and len(plotted) >= 2:
+                found = {"rec": plotted[0], "kl": plotted[1]}
+        return found
+
+
+def _plain(x: Any, drift: list[bool]) -> Any:
+    if isinstance(x, Tensor):
+        drift[0] |= x.requires_grad
+        return x.detach().cpu().numpy()
+    if isinstance(x, (list, tuple)) and x and any(isinstance(v, Tensor) for v in x):
+        drift[0] |= any(isinstance(v, Tensor) and v.requires_grad for v in x)
+        return [v.detach().cpu().item() if isinstance(v, Tensor) and v.numel() == 1 else _plain(v, drift) for v in x]
+    return x
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def with_settings(source: str, settings: dict[str, Any]) -> tuple[ast.Module, list[str]]:
+    """The cell's code with its top-level ``name = ...`` lines for ``settings`` assigning the
+    harness's values, and what was substituted (``epochs = 10 -> 2``). Raises SyntaxError."""
+    tree = ast.parse(source)
+    done = []
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in settings
+        ):
+            name = node.targets[0].id
+            was = ast.get_source_segment(source, node.value) or "?"
+            node.value = ast.copy_location(ast.Constant(settings[name]), node.value)
+            done.append(f"{name} = {was} -> {settings[name]!r}")
+    return tree, done
+
+
+def _function_name(source: str) -> str | None:
+    """The first top-level function a cell defines (the 2026 ``run_with_beta``), if it parses."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    return next((n.name for n in tree.body if isinstance(n, ast.FunctionDef)), None)
+
+
+def _tail(tb: str) -> str:
+    lines = [ln for ln in tb.rstrip().splitlines() if ln.strip()]
+    return "\n".join(lines[-TRACEBACK_LINES:])
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"SystemExit (exit({e.code!r}))"
+    if isinstance(e, CellTimeout):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
+
+
+# --------------------------------------------------------------------------- the notebook
+
+
+class Notebook:
+    """The notebook's namespace (``module``), its cells and what running them did (``runs``)."""
+
+    def __init__(
+        self,
+        cells: list[dict],
+        inputs: dict[str, Tensor],
+        phase: Callable[[str], None],
+        cell_timeout_s: float,
+        device: str = "cpu",
+    ):
+        self.cells = cells
+        self.phase = phase
+        self.cell_timeout_s = cell_timeout_s
+        self.train_set, self.test_set = datasets(inputs)
+        self.module = types.ModuleType("submission")
+        self.ns = self.module.__dict__
+        self.ns["__builtins__"] = __builtins__
+        self.runs: list[CellRun] = []
+        self.figures = Figures()
+        self.notes: list[str] = []  # substitutions made outside a cell's text (stubs, drift absorbed)
+        self.device = device
+        self._current: CellRun | None = None
+        self._patch()
+
+    # -- the environment
+
+    def _note(self, text: str) -> None:
+        if self._current is not None and text not in self._current.substituted:
+            self._current.substituted.append(text)
+
+    def _patch(self) -> None:
+        os.environ["MPLBACKEND"] = "Agg"
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.axes
+        import matplotlib.pyplot as plt
+        import torchvision
+
+        nb = self
+        plot = matplotlib.axes.Axes.plot
+
+        def plot_detached(ax, *args, **kwargs):
+            drift = [False]
+            args = tuple(_plain(a, drift) for a in args)
+            if drift[0]:
+                nb._note("plotted tensors that require grad, detached (current numpy refuses them; Colab's did not)")
+            return plot(ax, *args, **kwargs)
+
+        self._undo = [
+            (matplotlib.axes.Axes, "plot", plot),
+            (plt, "show", plt.show),
+            (torchvision.datasets, "MNIST", torchvision.datasets.MNIST),
+            (torch.Tensor, "cuda", torch.Tensor.cuda),
+            (torch.nn.Module, "cuda", torch.nn.Module.cuda),
+        ]
+        matplotlib.axes.Axes.plot = plot_detached
+        plt.show = lambda *a, **k: nb.figures.take()
+
+        def mnist(root: Any = "", train: bool = True, download: bool = False, transform: Any = None, **kw: Any):
+            nb._note("torchvision MNIST: the harness's images (no download)")
+            return nb.train_set if train else nb.test_set
+
+        torchvision.datasets.MNIST = mnist
+        if not torch.cuda.is_available():
+
+            def no_cuda_tensor(t, *a, **k):
+                nb._note(".cuda(): no GPU here, kept on the CPU")
+                return t
+
+            def no_cuda_module(m, *a, **k):
+                nb._note(".cuda(): no GPU here, kept on the CPU")
+                return m
+
+            torch.Tensor.cuda, torch.nn.Module.cuda = no_cuda_tensor, no_cuda_module
+        colab = types.ModuleType("google.colab")
+        colab.drive = types.SimpleNamespace(mount=lambda *a, **k: nb._note("google.colab.drive.mount: skipped"))
+        colab.files = types.SimpleNamespace(
+            download=lambda *a, **k: nb._note("google.colab.files.download: skipped"),
+            upload=lambda *a, **k: {},
+        )
+        google = sys.modules.get("google") or types.ModuleType("google")
+        google.colab = colab
+        sys.modules.setdefault("google", google)
+        sys.modules["google.colab"] = colab
+
+        class IPythonStub:
+            def __getattr__(self, name: str) -> Callable:
+                return lambda *a, **k: nb._note(f"get_ipython().{name}: skipped")
+
+        self.ns["get_ipython"] = IPythonStub
+
+    def restore(self) -> None:
+        """Undo the substitutions in torch, torchvision and matplotlib (a unit's process ends
+        instead; tests that run a notebook in their own process call this)."""
+        for owner, name, value in self._undo:
+            setattr(owner, name, value)
+        sys.modules.pop("google.colab", None)
+
+    # -- running cells
+
+    def run_cell(self, cell: dict, settings: dict[str, Any], timeout_s: float | None) -> CellRun:
+        """Run one cell in the namespace with ``settings``; never raises (the run records errors)."""
+        run = CellRun(int(cell["number"]), str(cell.get("role", "")))
+        self._current = run
+        self.figures.cell = run.number
+        self.phase(f"cell {run.number}")
+        started = time.perf_counter()
+        try:
+            tree, run.substituted = with_settings(cell["text"], settings)
+            code = compile(tree, f"<cell {run.number}>", "exec")
+        except SyntaxError as e:
+            run.error = f"SyntaxError: {e.msg} (line {e.lineno})"
+            self.runs.append(run)
+            self._current = None
+            return run
+        if timeout_s:
+            signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        try:
+            exec(code, self.ns)  # noqa: S102  (student code, inside the sandbox unit)
+        except BaseException as e:  # noqa: BLE001  (a cell may raise anything, exit() included)
+            run.error = _describe(e)
+            run.traceback = _tail(traceback.format_exc())
+            run.timed_out = isinstance(e, CellTimeout)
+        finally:
+            if timeout_s:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            self.figures.take()
+        run.seconds = round(time.perf_counter() - started, 3)
+        self.runs.append(run)
+        self._current = None
+        return run
+
+    def _on_alarm(self, signum, frame) -> None:
+        raise CellTimeout(f"stopped after {self.cell_timeout_s:g} s (the per-cell time limit)")
+
+    def define(self, skip: frozenset[int] = frozenset()) -> None:
+        """The definition pass: every cell once, in order, no training (``epochs = 0``, no loader
+        workers); ``skip``: cells that ran past their limit in an earlier unit."""
+        for cell in self.cells:
+            if cell["number"] in skip:
+                self.runs.append(CellRun(cell["number"], cell.get("role", ""), error="skipped: ran past its limit"))
+                continue
+            self.run_cell(cell, {"epochs": 0, "nworkers": 0}, self.cell_timeout_s)
+
+    # -- the folder format's names, as adapters
+
+    def role_cells(self, role: str) -> list[dict]:
+        return [c for c in self.cells if c.get("role") == role]
+
+    @contextlib.contextmanager
+    def bound(self, names: dict[str, Any]):
+        """Bind ``names`` in the namespace for a probe's call only, then put back what was there."""
+        saved = {k: self.ns.get(k, _MISSING) for k in names}
+        self.ns.update(names)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is _MISSING:
+                    self.ns.pop(k, None)
+                else:
+                    self.ns[k] = v
+
+    def _fail(self, run: CellRun) -> None:
+        raise CellError(f"cell {run.number} raised {run.error}" + (f"\n{run.traceback}" if run.traceback else ""))
+
+    def make_data_loader(self, dataset, batch_size: int, num_workers: int):
+        cell = self.role_cells("forward_test")[0]
+        with self.bound({DATASET: dataset, LOADER: None}):
+            run = self.run_cell(cell, {"batch_size": batch_size, "nworkers": num_workers}, None)
+            loader = self.ns.get(LOADER)
+        if loader is None:
+            if run.error:
+                self._fail(run)
+            raise CellError(f"cell {run.number} did not build `{LOADER}`")
+        return loader
+
+    def _factory(self, model) -> Callable:
+        return lambda *args, **kwargs: model
+
+    def _losses(self) -> tuple[list[float], Callable[[], None]]:
+        """Record every scalar loss a backward pass starts from (the AE cell keeps no list of them)."""
+        seen: list[float] = []
+        original = torch.Tensor.backward
+
+        def backward(t, *args, **kwargs):
+            if t.numel() == 1:
+                seen.append(float(t.detach().cpu()))
+            return original(t, *args, **kwargs)
+
+        torch.Tensor.backward = backward
+        return seen, lambda: setattr(torch.Tensor, "backward", original)
+
+    def train_autoencoder(self, model, loader, epochs: int, learning_rate: float, device: str):
+        cell = self.role_cells("ae_training")[0]
+        name = self._class_name("autoencoder")
+        seen, restore = self._losses()
+        try:
+            with self.bound({name: self._factory(model), LOADER: loader}):
+                run = self.run_cell(cell, {"epochs": int(epochs), "learning_rate": float(learning_rate)}, None)
+        finally:
+            restore()
+        if run.error:
+            self._fail(run)
+        return seen
+
+    def generate_samples(self, model, n: int, nz: int, device: str):
+        fn_name = _function_name(self.role_cells("sampling")[0]["text"]) or "vis_samples"
+        fn = self.ns.get(fn_name)
+        if not callable(fn):
+            raise CellError(f"the sampling cell defines no function `{fn_name}`")
+        out: list[Tensor] = []
+        handle = model.decoder.register_forward_hook(lambda m, i, o: out.append(o))
+        self.phase(f"call {fn_name}")
+        try:
+            with self.bound({"batch_size": int(n), "nz": int(nz), "device": torch.device(device)}):
+                fn(model)
+        except BaseException as e:  # noqa: BLE001  (the samples may be decoded before the plotting fails)
+            if not out:
+                raise CellError(f"{fn_name}(model) raised {_describe(e)}\n{_tail(traceback.format_exc())}") from None
+        finally:
+            handle.remove()
+            self.figures.take()
+        return out[0] if out else None
+
+    def train_vae(self, model, loader, epochs: int, learning_rate: float, device: str):
+        beta = float(getattr(model, "beta", 0.0))
+        name = self._class_name("vae")
+        since = len(self.figures.kept)
+        seen = {"rec": [], "kl": []}
+        cells = self.role_cells("vae_runs")
+        function = next((f for f in (_function_name(c["text"]) for c in cells) if f), None)
+        keep = {name: self._factory(model), LOADER: loader}
+        if function and callable(self.ns.get(function)):
+            self.phase(f"call {function}")
+            try:
+                with self.bound(keep):
+                    self.ns[function](epochs=int(epochs), learning_rate=float(learning_rate), beta=beta)
+            except BaseException as e:  # noqa: BLE001
+                raise CellError(
+                    f"{function}(epochs={epochs}, learning_rate={learning_rate:g}, beta={beta:g}) raised "
+                    f"{_describe(e)}\n{_tail(traceback.format_exc())}"
+                ) from None
+            finally:
+                self.figures.take()
+        else:
+            cell = next((c for c in cells if "beta" in c["text"]), cells[0])
+            with self.bound(keep):
+                run = self.run_cell(
+                    cell, {"epochs": int(epochs), "learning_rate": float(learning_rate), "beta": beta}, None
+                )
+            if run.error:
+                self._fail(run)
+            # 2020/2022 keep the lists as globals: the plotted ones are the same values
+            for key, var in (("rec", "rec_loss"), ("kl", "kl_loss")):
+                values = self.ns.get(var)
+                if isinstance(values, list):
+                    seen[key] = values
+        plotted = self.figures.curves(since)
+        return plotted.get("rec") or seen["rec"], plotted.get("kl") or seen["kl"]
+
+    def _class_name(self, key: str) -> str:
+        return self.names[key]
+
+    # -- what the probes see
+
+    def expose(self, names: dict[str, str]) -> types.ModuleType:
+        """The module with the folder format's names bound to adapters, for the cells that exist."""
+        self.names = names
+        adapters = {
+            "data_loader": ("forward_test", self.make_data_loader),
+            "train_autoencoder": ("ae_training", self.train_autoencoder),
+            "generate_samples": ("sampling", self.generate_samples),
+            "train_vae": ("vae_runs", self.train_vae),
+        }
+        for key, (role, fn) in adapters.items():
+            if self.role_cells(role):
+                self.ns[names[key]] = fn
+        return self.module
+
+    def cell_runs(self) -> list[dict]:
+        return [r.to_json() for r in self.runs]
+
+
+_MISSING = object()
+
+
+def load_cells(path: Path) -> list[dict]:
+    """The cells the host wrote (``harness.submission.notebook_load.CELLS_FILE``)."""
+    return json.loads(Path(path).read_text())["cells"]
+
+
+def preload() -> None:
+    """What every notebook unit imports, imported once by the supervisor before it forks them."""
+    os.environ["MPLBACKEND"] = "Agg"
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot  # noqa: F401
+    import torchvision  # noqa: F401

@@ -1,0 +1,163 @@
+"""A notebook's cells as the harness runs them: IPython lines taken out, the tuned beta read,
+setting lines substituted, and the definition pass (harness.sandbox.notebook_run) run in this
+process on tiny cells: errors, exit(), endless loops, .cuda(), MNIST and plotting drift."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+import torch
+
+from harness.sandbox.notebook_run import Figures, Notebook, with_settings
+from harness.submission.cells import Cell, CellMap
+from harness.submission.notebook_code import number, runnable_source, tuned_beta
+
+
+def test_magics_and_shell_lines_become_pass_with_indentation_kept_and_are_listed():
+    src = "%matplotlib inline\nimport os\nif True:\n    !rm -rf /\nfiles = !ls\nx = 5 % 3\n"
+    cell = runnable_source(src)
+    assert cell.text.splitlines() == ["pass", "import os", "if True:", "    pass", "pass", "x = 5 % 3"]
+    assert cell.removed == ("%matplotlib inline", "!rm -rf /", "files = !ls")
+    ast.parse(cell.text)
+
+
+def test_a_cell_magic_removes_the_whole_cell():
+    cell = runnable_source("%%time\nfor i in range(3):\n    print(i)\n")
+    assert cell.text == "" and cell.removed == ("%%time (cell magic: the whole cell)",)
+
+
+@pytest.mark.parametrize(
+    "text, value", [("1e-4", 1e-4), ("10 ** -4", 1e-4), ("-0.5", -0.5), ("1 / 64", 1 / 64), ("beta0", None)]
+)
+def test_a_beta_literal_is_read_as_a_number_and_a_name_is_not(text, value):
+    got = number(ast.parse(text, mode="eval").body)
+    assert got == pytest.approx(value) if value is not None else got is None
+
+
+def _runs(*sources: str) -> tuple[list[Cell], CellMap]:
+    cells = [Cell(n, "code", s) for n, s in enumerate(sources, start=1)]
+    return cells, CellMap({"vae_runs": tuple(c.number for c in cells)})
+
+
+def test_the_tuned_beta_is_the_last_assignment_of_the_last_vae_cell_that_has_one():
+    cells, cmap = _runs("beta = 0.0\nrun()", "beta = 10\nrun()", "epochs = 20\nbeta = 3e-3  # tuned\nrun()", "show()")
+    found = tuned_beta(cells, cmap)
+    assert (found.value, found.cell, found.text) == (3e-3, 3, "beta = 3e-3")
+
+
+def test_a_blank_tuned_beta_slot_is_reported_with_its_cell():
+    cells, cmap = _runs("beta = 0.0", "epochs =\nbeta =             # <--- Try different values of beta here!\n")
+    found = tuned_beta(cells, cmap)
+    assert found.value is None and found.cell == 2 and "does not set beta to a number" in found.problem
+
+
+def test_setting_lines_take_the_harness_values_and_say_what_they_replaced():
+    tree, done = with_settings("epochs = 10\nlr = 1\nfor ep in range(epochs):\n    epochs = 99\n", {"epochs": 2})
+    ns: dict = {}
+    exec(compile(tree, "<cell>", "exec"), ns)
+    assert done == ["epochs = 10 -> 2"] and ns["lr"] == 1
+    assert ns["epochs"] == 99  # lines inside blocks are the student's own, left as written
+
+
+def test_loss_curves_are_found_by_their_axes_titles():
+    figs = Figures()
+    figs.kept = [
+        {"cell": 3, "axes": [{"title": "samples", "lines": [], "images": 1}]},
+        {
+            "cell": 5,
+            "axes": [
+                {"title": "Reconstruction Loss", "lines": [[3.0, 2.0]], "images": 0},
+                {"title": "KL Loss", "lines": [[1.0, 0.5]], "images": 0},
+            ],
+        },
+    ]
+    assert figs.curves(0) == {"rec": [3.0, 2.0], "kl": [1.0, 0.5]}
+    assert figs.curves(2) == {}
+
+
+def _inputs() -> dict[str, torch.Tensor]:
+    return {"images": torch.rand(40, 1, 28, 28), "labels": torch.arange(40) % 10}
+
+
+def _cells(*sources: str) -> list[dict]:
+    return [{"number": n, "role": "", "text": s} for n, s in enumerate(sources, start=1)]
+
+
+@pytest.fixture
+def notebook():
+    made: list[Notebook] = []
+
+    def make(*sources: str, timeout: float = 5.0) -> Notebook:
+        nb = Notebook(_cells(*sources), _inputs(), lambda phase: None, timeout)
+        made.append(nb)
+        return nb
+
+    yield make
+    for nb in made:
+        nb.restore()
+
+
+def test_a_failing_cell_is_recorded_and_the_next_one_still_runs(notebook):
+    nb = notebook("x = 1", "raise ValueError('boom')", "exit(3)", "y = x + 1")
+    nb.define()
+    errors = [r.error for r in nb.runs]
+    assert errors[0] == "" and errors[1] == "ValueError: boom" and errors[2].startswith("SystemExit")
+    assert errors[3] == "" and nb.ns["y"] == 2
+
+
+def test_a_cell_that_loops_forever_is_stopped_at_its_limit_and_marked_for_skipping(notebook):
+    nb = notebook("while True:\n    try:\n        pass\n    except Exception:\n        pass", "z = 3", timeout=0.5)
+    nb.define()
+    assert nb.runs[0].timed_out and "per-cell time limit" in nb.runs[0].error
+    assert nb.ns["z"] == 3
+    again = notebook("while True: pass", "z = 4", timeout=0.5)
+    again.define(skip=frozenset({1}))
+    assert again.runs[0].error.startswith("skipped") and again.ns["z"] == 4
+
+
+def test_mnist_comes_from_the_harness_and_cuda_is_a_no_op_without_a_gpu(notebook):
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine .cuda() moves tensors as it should")
+    nb = notebook(
+        "import torch, torchvision\n"
+        "ds = torchvision.datasets.MNIST(root='./data', train=True, download=True, "
+        "transform=torchvision.transforms.ToTensor())\n"
+        "img, label = ds[3]\n"
+        "m = torch.nn.Linear(2, 2).cuda()\n"
+        "t = torch.ones(2).cuda()\n"
+    )
+    nb.define()
+    assert nb.runs[0].error == ""
+    img, label = nb.ns["img"], nb.ns["label"]
+    assert list(img.shape) == [1, 28, 28] and label == 3 and nb.ns["t"].device.type == "cpu"
+    assert any("MNIST" in s for s in nb.runs[0].substituted) and any(".cuda()" in s for s in nb.runs[0].substituted)
+
+
+def test_plotting_loss_tensors_that_require_grad_is_absorbed_and_the_curve_kept(notebook):
+    nb = notebook(
+        "import torch\nimport matplotlib.pyplot as plt\n"
+        "w = torch.ones(1, requires_grad=True)\nrec_loss = [(w * k).sum() for k in (3.0, 2.0, 1.0)]\n"
+        "fig = plt.figure()\nax = plt.subplot(121)\nax.plot(rec_loss)\nax.title.set_text('Reconstruction Loss')\n"
+        "ax2 = plt.subplot(122)\nax2.plot([0.5, 0.25])\nax2.title.set_text('KL Loss')\nplt.savefig('fig.png')\n"
+    )
+    import os
+    import tempfile
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            nb.define()
+        finally:
+            os.chdir(here)
+    assert nb.runs[0].error == ""
+    assert any("detached" in s for s in nb.runs[0].substituted)
+    assert nb.figures.curves(0) == {"rec": [3.0, 2.0, 1.0], "kl": [0.5, 0.25]}  # savefig, no show: still kept
+
+
+def test_google_colab_and_get_ipython_are_stubs(notebook):
+    nb = notebook("from google.colab import drive\ndrive.mount('/content/drive')\nget_ipython().system('ls')\n")
+    nb.define()
+    assert nb.runs[0].error == ""
+    assert any("drive.mount" in s for s in nb.runs[0].substituted)
