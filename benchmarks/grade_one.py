@@ -8,6 +8,13 @@ own; then the example submission is graded and timed with the reference cached, 
 the cost per submission in a course. Peak memory is the harness process's maximum
 resident set size and the largest peak (PSS) of any sandboxed unit.
 
+``--notebooks 2020,2022,2026`` grades a completed notebook built from each course handout
+(tests/notebooks.py; the handouts are read from ../shared/handouts) and, side by side in the same
+run, its *folder twin*: a submission.py holding the same model cells and the same training loops
+as functions. It prints each one's grade time, its training speed (images per second over the
+training units) and the largest unit's peak memory, and the notebook's ratios to the twin
+(targets: grade <= 60 s under quick with the reference cached, speed >= 90 %, memory within 10 %).
+
 ``--agreement A,B`` grades the planted-bug and variant suites of tests/test_checks.py and
 tests/test_grade.py under both profiles and prints the share of items that earn the same
 points (target: >= 95%); ``--suites example,grade`` keeps the training suites only. Under
@@ -57,6 +64,107 @@ def suites(tmp: Path) -> dict[str, Path]:
     return folders
 
 
+TWIN_FUNCTIONS = """
+
+def make_data_loader(dataset, batch_size, num_workers):
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers)
+
+
+def train_autoencoder(model, data_loader, epochs, learning_rate, device):
+    ae_model, mnist_data_loader = model.to(device).train(), data_loader
+    opt = torch.optim.Adam(ae_model.parameters(), lr=learning_rate)
+    criterion = nn.MSELoss()
+    losses = []
+    for ep in range(epochs):
+{ae_loop}
+        losses.append(rec_loss.item())
+    return losses
+
+
+def generate_samples(model, n, nz, device):
+    return model.decoder(torch.randn(n, nz, device=device))
+
+
+def train_vae(model, data_loader, epochs, learning_rate, device):
+    vae_model, mnist_data_loader = model.to(device).train(), data_loader
+    opt = torch.optim.Adam(vae_model.parameters(), lr=learning_rate)
+    rec_loss, kl_loss = [], []
+    for ep in range(epochs):
+{vae_loop}
+        rec_loss.append(losses["rec_loss"].item()); kl_loss.append(losses["kl_loss"].item())
+    return rec_loss, kl_loss
+"""
+
+
+def folder_twin(nb, a, dest: Path) -> Path:
+    """The notebook's code as a submission folder: its model cells verbatim and its training loops
+    (tests/notebooks.py's AE_LOOP and VAE_LOOP) as the folder format's functions."""
+    import textwrap
+
+    from harness.submission.cells import map_roles
+    from tests import notebooks as nbs
+    from tests.helpers import EXAMPLE
+
+    cells = nbs.cells(nb)
+    roles = map_roles(cells, a.notebook)
+    wanted = [roles.cell(r) for r in ("encoder_decoder", "autoencoder", "vae_model")]
+    models = "\n\n".join(src for n, kind, src in cells if n in wanted)
+    loops = {
+        k: textwrap.indent(textwrap.dedent(v), " " * 8)
+        for k, v in (("ae_loop", nbs.AE_LOOP), ("vae_loop", nbs.VAE_LOOP))
+    }
+    dest.mkdir(parents=True)
+    code = f"import torch\nimport torch.nn as nn\n\nnz = {a.model.nz}\n\n{models}\n" + TWIN_FUNCTIONS.format(**loops)
+    (dest / "submission.py").write_text(code)
+    for name in ("answers.md", "submission.toml"):
+        (dest / name).write_text((EXAMPLE / name).read_text())
+    return dest
+
+
+def _speed(result, profile) -> float:
+    """Training images per second over the training units (contract calls and evaluation included)."""
+    runs = [r for r in result.runs.values() if r.get("status") == "ok"]
+    images = sum(r["epochs"] * profile.train_images for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    return images / seconds if seconds else 0.0
+
+
+def _peak(result) -> float:
+    return max((v for k, v in result.timings.items() if k.startswith("peak_mb:")), default=0.0)
+
+
+def notebook_cases(years: list[str], profile_name: str, device, cache: Path, data) -> None:
+    from tests import notebooks as nbs
+
+    print(f"\nnotebooks vs their folder twins, profile {profile_name} (reference cached; speed: training images/s)")
+    print(
+        f"{'handout':<9}{'grade nb (s)':>13}{'grade twin (s)':>15}{'speed nb':>10}{'speed twin':>11}{'ratio':>7}"
+        f"{'peak nb (MB)':>13}{'peak twin':>10}{'ratio':>7}{'points nb':>11}{'twin':>7}"
+    )
+    for year in years:
+        a = load_assignment(nbs.CONFIG[year])
+        profile = a.profile(profile_name)
+        ref = build_reference(a, profile, data, device, cache, quiet=True)
+        g = make_grader(a, profile, data, ref, cache, device)
+        with tempfile.TemporaryDirectory() as tmp:
+            nb = nbs.complete(year)
+            path = nbs.write(nb, Path(tmp) / f"student_1_1_handout-{year}.ipynb")
+            twin = folder_twin(nb, a, Path(tmp) / "twin")
+            timed = {}
+            for label, sub in (("twin", twin), ("nb", path)):
+                t0 = time.perf_counter()
+                result = grade_submission(sub, g, RunOptions(device=str(device), quiet=True))
+                timed[label] = (time.perf_counter() - t0, result)
+        (nb_s, nb_r), (tw_s, tw_r) = timed["nb"], timed["twin"]
+        speed = (_speed(nb_r, profile), _speed(tw_r, profile))
+        peak = (_peak(nb_r), _peak(tw_r))
+        print(
+            f"{year:<9}{nb_s:>13.1f}{tw_s:>15.1f}{speed[0]:>10.0f}{speed[1]:>11.0f}{speed[0] / speed[1]:>7.2f}"
+            f"{peak[0]:>13.0f}{peak[1]:>10.0f}{peak[0] / peak[1]:>7.2f}"
+            f"{nb_r.total:>7g}/{nb_r.max_total:<3g}{tw_r.total:>5g}/{tw_r.max_total:<3g}"
+        )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profiles", default="smoke,quick")
@@ -67,6 +175,10 @@ def main() -> int:
     p.add_argument("--assignment", default="variant-a")
     p.add_argument("--device", default="auto")
     p.add_argument("--cache")
+    p.add_argument(
+        "--notebooks", default="", help="handout years to grade as notebooks and folder twins: 2020,2022,2026"
+    )
+    p.add_argument("--notebook-profile", default="quick")
     args = p.parse_args()
 
     a = load_assignment(args.assignment)
@@ -97,6 +209,10 @@ def main() -> int:
             f"{name:<8}{ref_s:>9.1f}{cached:<6}{grade_s:>11.1f}{train_s:>14.1f}{result.total:>5g}/{result.max_total:<3g}"
             f"{rss:>18.0f}{unit_peak:>15.0f}"
         )
+
+    if args.notebooks:
+        years = [y for y in args.notebooks.split(",") if y]
+        notebook_cases(years, args.notebook_profile, device, cache, data)
 
     if args.agreement:
         first, second = args.agreement.split(",")

@@ -43,6 +43,13 @@ def _assignment(args: argparse.Namespace, path: Path | None = None):
         a = handout_of(path, [load_assignment(name) for name in bundled_assignments()])
         print(f"assignment {Path(a.source).stem}: the handout {path.name} follows", file=sys.stderr)
         return a
+    if path is not None and path.is_dir():
+        from harness.submission.notebook_load import course_handout
+
+        found = course_handout(path, [load_assignment(name) for name in bundled_assignments()])
+        if found is not None:
+            print(f"assignment {Path(found.source).stem}: the handout of the course's notebooks", file=sys.stderr)
+            return found
     return load_assignment(DEFAULT_ASSIGNMENT)
 
 

@@ -330,3 +330,61 @@ def test_check_takes_a_notebook_path_finds_its_handout_and_reads_the_name_patter
     assert "assignment variant-b" in proc.stderr
     check_json = json.loads((out / path.stem / "check.json").read_text())
     assert check_json["submission"]["student"] == "doejane" and check_json["submission"]["student_id"] == ""
+
+
+def test_a_course_folder_s_handout_is_recognised_from_its_notebooks_and_a_mix_is_refused(tmp_path):
+    from harness.config.assignment import bundled_assignments
+    from harness.submission.notebook import NotebookError
+    from harness.submission.notebook_load import course_handout
+
+    bundled = [load_assignment(n) for n in bundled_assignments()]
+    course = tmp_path / "course"
+    course.mkdir()
+    nbs.write(nbs.complete("2026"), course / "a_1_1_hw.ipynb")
+    (course / "b_2_2_hw.ipynb").write_text("{ broken")  # unreadable: its own error when graded
+    (course / "c").mkdir()
+    nbs.write(nbs.complete("2026"), course / "c" / "hw.ipynb")
+    assert Path(course_handout(course, bundled).source).stem == "variant-b"
+    nbs.write(nbs.complete("2020"), course / "d_4_4_hw.ipynb")
+    with pytest.raises(NotebookError, match="several handouts"):
+        course_handout(course, bundled)
+    assert course_handout(tmp_path / "course" / "c", bundled) is not None
+
+
+def _png() -> str:
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    plt.plot([1, 2])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_stored_figures_are_kept_and_forensics_flag_counts_out_of_order_and_stale_figures(tmp_path):
+    from harness.submission.detect import load
+
+    nb = nbs.complete("2020")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for count, cell in enumerate(code, start=1):
+        cell.execution_count = count
+    encoder = next(c for c in code if "class Encoder(nn.Module):" in c.source)
+    sampling = next(c for c in code if "def vis_samples(model):" in c.source)
+    encoder.execution_count = 99  # the model cell was re-run after the samples were drawn
+    sampling.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _png(), "text/plain": "<Figure>"})]
+    sub = load(notebook(tmp_path, nb), load_assignment("variant-a"))
+    facts = sub.notebook
+    assert [(f.role, f.index) for f in facts.figures] == [("sampling", 0)]
+    assert facts.figures[0].png.startswith(b"\x89PNG")
+    assert any("out of document order" in f for f in facts.forensics)
+    assert any("stored figure" in f and "older than cell" in f and "encoder decoder" in f for f in facts.forensics)
+    assert facts.to_json()["stored_figures"] == [
+        {"cell": facts.figures[0].cell, "role": "sampling", "index": 0, "key": facts.figures[0].key}
+    ]

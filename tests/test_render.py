@@ -330,3 +330,51 @@ def test_report_trains_the_example_with_its_own_code_and_writes_the_write_up(tmp
     assert f"written: {folder / 'write-up.pdf'}" in proc.stdout
     assert_in_order(pdf_text(folder / "write-up.pdf"), seed_needles(result))
     assert pdf_images(folder / "write-up.pdf") == 1 + 3 * 3 + 3
+
+
+def test_a_notebook_s_report_shows_its_cells_forensics_and_stored_figures_beside_the_re_run(tmp_path):
+    import base64
+
+    import numpy as np
+
+    folder = tmp_path / "example"
+    shutil.copytree(FIXTURE, folder)
+    result = json.loads((folder / "result.json").read_text())
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
+    result["notebook"] = {
+        "file": "doejane_1_2_vae.ipynb",
+        "handout": "variant-a",
+        "nbformat": "4.1",
+        "roles": {"sampling": [18]},
+        "repairs": [],
+        "validation": [],
+        "notes": [],
+        "removed": ["cell 3: %matplotlib inline"],
+        "untouched": [{"role": "vae_runs", "cell": 24, "lines": [5, 9], "placeholder": "opt = None"}],
+        "forensics": ["execution counts out of document order (cell 18 [3] after cell 14 [9])"],
+        "stored_figures": [{"cell": 18, "role": "sampling", "index": 0, "key": "cell-18-0"}],
+        "cells": [
+            {"number": 18, "role": "sampling", "seconds": 0.1, "substituted": [], "error": "", "traceback": ""},
+            {
+                "number": 24,
+                "role": "vae_runs",
+                "seconds": 0.0,
+                "substituted": ["epochs = 5 -> 0"],
+                "error": "SyntaxError: invalid syntax (line 30)",
+                "traceback": "",
+                "timed_out": False,
+            },
+        ],
+    }
+    (folder / "result.json").write_text(json.dumps(result))
+    arrays = artifacts.load_artifacts(folder / "runs.npz")
+    arrays["stored/cell-18-0"] = np.frombuffer(png, dtype=np.uint8)
+    artifacts.write_artifacts(folder / "runs.npz", arrays)
+    html = re.sub(r"\s+", " ", render_html(folder, "report"))
+    assert "The notebook as handed in" in html and "execution counts out of document order" in html
+    assert "cell 24 (vae runs), lines 5–9: <code>opt = None</code>" in html
+    assert "SyntaxError: invalid syntax (line 30)" in html and "epochs = 5 -&gt; 0" in html
+    assert "cell 18 (sampling), as stored" in html and "re-run by the harness, profile smoke: AE samples" in html
+    assert "data:image/png;base64," + base64.b64encode(png).decode() in html

@@ -36,7 +36,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from harness.documents.views import grader_views, interpolation_views, num, run_views
+from harness.documents.views import grader_views, interpolation_views, num, run_views, stored_views
 from harness.io import write_bytes_atomic
 
 ENV_TEMPLATES = "HARNESS_TEMPLATES"
@@ -93,6 +93,7 @@ def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str
     """Everything a template reads: the result (for the report, with the instructor's overrides
     merged in by the caller: harness.course.reports), plus figures and views."""
     runs = run_views(result, arrays)
+    paths = interpolation_views(runs, arrays)
     sub = result.get("submission") or {}
     answers = result.get("answers") or {}
     by_section: dict[str, list[dict]] = {}
@@ -109,9 +110,10 @@ def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str
         "ae": next((v for v in runs if v["run"].get("role") == "ae"), None),
         "vae_runs": [v for v in runs if v["run"].get("kind") == "vae"],
         "tuned": next((v for v in runs if v["run"].get("role") == "tuned"), None),
-        "paths": interpolation_views(runs, arrays),
+        "paths": paths,
         "questions": by_section,
         "extra": grader_views(result, arrays) if document == "report" else {},
+        "stored": stored_views(result, arrays, runs, paths) if document == "report" else [],
         "css": css,
         "overrides_error": overrides_error,  # the report: why overrides.csv could not be applied
     }

@@ -124,3 +124,48 @@ def grader_views(result: dict, arrays: dict[str, np.ndarray]) -> dict[str, str]:
             figures.side_by_side(mine, theirs, grid_columns(arrays, len(mine)), ("student", "reference"))
         )
     return out
+
+
+# The report's comparison of the notebook's stored figures with the harness's re-run, by section.
+STORED_SECTIONS = (
+    ("Auto-encoder", ("data", "forward_test", "ae_training", "reconstruction", "sampling")),
+    ("VAE", ("vae_model", "vae_runs")),
+    ("Interpolation", ("interpolation",)),
+)
+
+
+def stored_views(result: dict, arrays: dict[str, np.ndarray], runs: list[dict], paths: list[dict]) -> list[dict]:
+    """Per section, the figures the handed-in notebook carries (``data:`` URIs, with their cells)
+    beside the harness's re-run ones; empty for a folder submission."""
+    notebook = result.get("notebook") or {}
+    stored = [f for f in notebook.get("stored_figures", []) if f"stored/{f['key']}" in arrays]
+    if not notebook:
+        return []
+    ae = next((r for r in runs if r["run"].get("role") == "ae"), None)
+    tuned = next((r for r in runs if r["run"].get("role") == "tuned"), None)
+    rerun = {
+        "Auto-encoder": [(ae["figures"].get("samples"), "AE samples")] if ae else [],
+        "VAE": [(tuned["figures"].get(k), f"tuned VAE {k}") for k in ("curves", "samples")] if tuned else [],
+        "Interpolation": [(paths[0]["figure"], "AE (top) and VAE (bottom) paths")] if paths else [],
+    }
+    placed: set[str] = set()
+    sections = []
+    for title, roles in STORED_SECTIONS:
+        mine = [f for f in stored if f["role"] in roles]
+        placed |= {f["key"] for f in mine}
+        sections.append(
+            {
+                "title": title,
+                "stored": [_stored(f, arrays) for f in mine],
+                "rerun": [{"src": src, "caption": cap} for src, cap in rerun[title] if src],
+            }
+        )
+    rest = [f for f in stored if f["key"] not in placed]
+    if rest:
+        sections.append({"title": "Other cells", "stored": [_stored(f, arrays) for f in rest], "rerun": []})
+    return sections
+
+
+def _stored(f: dict, arrays: dict[str, np.ndarray]) -> dict:
+    role = f" ({f['role'].replace('_', ' ')})" if f["role"] else ""
+    return {"src": uri(arrays[f"stored/{f['key']}"].tobytes()), "caption": f"cell {f['cell']}{role}, as stored"}

@@ -114,6 +114,8 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
         "grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference_summary(g), code.cells
     )
     result.runs = runs
+    if sub.notebook is not None:  # what the student saw, beside what the harness re-ran (the report)
+        arrays.update({f"stored/{f.key}": np.frombuffer(f.png, dtype=np.uint8) for f in sub.notebook.figures})
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)
         result.artifacts = ARTIFACTS_NAME

@@ -28,6 +28,21 @@ class CodeSource:
 
 
 @dataclass(frozen=True)
+class StoredFigure:
+    """A PNG image an executed notebook carries in a cell's outputs: what the student saw."""
+
+    cell: int
+    role: str
+    index: int  # its place among the cell's images, from 0
+    png: bytes = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        """Its name in the run artefacts (``stored/cell-17-0``) and the result."""
+        return f"cell-{self.cell}-{self.index}"
+
+
+@dataclass(frozen=True)
 class NotebookFacts:
     """What reading a handed-in notebook found, for the result's ``notebook`` field
     (docs/result-schema.md): the handout it follows, each role's cells, what was repaired or
@@ -43,6 +58,7 @@ class NotebookFacts:
     removed: tuple[str, ...] = ()  # "cell 2: %matplotlib inline (IPython magic)"
     untouched: tuple[dict, ...] = ()  # {"role", "cell", "lines", "placeholder"} per untouched TODO region
     forensics: tuple[str, ...] = ()  # what the stored outputs and execution counts show
+    figures: tuple[StoredFigure, ...] = ()  # the images its outputs carry (capped), for the report
 
     def to_json(self) -> dict:
         return {
@@ -56,6 +72,7 @@ class NotebookFacts:
             "removed": list(self.removed),
             "untouched": [dict(u) for u in self.untouched],
             "forensics": list(self.forensics),
+            "stored_figures": [{"cell": f.cell, "role": f.role, "index": f.index, "key": f.key} for f in self.figures],
         }
 
 

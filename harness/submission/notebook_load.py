@@ -17,6 +17,8 @@ PDF and a ``submission.toml`` with ``student`` and ``student_id``). Reading it:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import tomllib
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from harness.submission.cells import (
     missing_markers,
     untouched_todos,
 )
-from harness.submission.contents import CodeSource, NotebookFacts, Submission
+from harness.submission.contents import CodeSource, NotebookFacts, StoredFigure, Submission
 from harness.submission.files import content_hash
 from harness.submission.folder import beta_problem
 from harness.submission.identity import CANVAS_PATTERN, identity_from_name
@@ -44,6 +46,9 @@ NOTEBOOK_SUFFIX = ".ipynb"
 PDF_SUFFIX = ".pdf"
 META = "submission.toml"
 CELLS_FILE = "notebook-cells.json"  # what the sandbox's units read the cells from (harness.sandbox.notebook_run)
+MAX_STORED_FIGURES = 40  # the report shows what the notebook carries; a notebook of 500 images shows its first 40
+MAX_FIGURE_BYTES = 4 << 20
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Roles whose code later cells use: a stored figure older than one of these shows older code.
 DEFINING_ROLES = ("encoder_decoder", "autoencoder", "vae_model", "sampling", "reconstruction")
 
@@ -153,6 +158,59 @@ def handout_of(path: Path, assignments: list[Assignment]) -> Assignment:
     return found
 
 
+def course_handout(folder: Path, assignments: list[Assignment]) -> Assignment | None:
+    """The handout a course folder's notebooks follow (directly in it or one per sub-folder), when
+    those that can be read all follow one; None when there are none. A course mixing handouts
+    raises NotebookError: it must be graded once per assignment, with ``--assignment``."""
+    paths = notebooks_in(folder) + [
+        p
+        for sub in sorted(folder.iterdir())
+        if sub.is_dir() and not sub.name.startswith(".")
+        for p in notebooks_in(sub)
+    ]
+    found: dict[str, list[str]] = {}
+    by_name = {}
+    for path in paths:
+        try:
+            a = handout_of(path, assignments)
+        except NotebookError:
+            continue  # its own error record says why, when it is graded
+        found.setdefault(assignment_name(a), []).append(path.name)
+        by_name[assignment_name(a)] = a
+    if len(found) > 1:
+        shown = "; ".join(f"{name}: {', '.join(names[:3])}" for name, names in sorted(found.items()))
+        raise NotebookError(f"{folder} holds notebooks of several handouts ({shown}); grade each with --assignment")
+    return next(iter(by_name.values()), None)
+
+
+def stored_figures(nb: NotebookFile, cell_map: CellMap) -> list[StoredFigure]:
+    """The PNG images the code cells' outputs carry, in notebook order (at most MAX_STORED_FIGURES,
+    each at most MAX_FIGURE_BYTES; anything that is not a PNG is left out)."""
+    found: list[StoredFigure] = []
+    for number, cell in enumerate(nb.notebook.get("cells", []), start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        index = 0
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}) if isinstance(output, dict) else {}
+            text = data.get("image/png") if isinstance(data, dict) else None
+            if isinstance(text, list):
+                text = "".join(t for t in text if isinstance(t, str))
+            if not isinstance(text, str) or len(text) > MAX_FIGURE_BYTES * 4 // 3 + 4:
+                continue
+            try:
+                png = base64.b64decode(text, validate=False)
+            except (binascii.Error, ValueError):
+                continue
+            if not png.startswith(PNG_MAGIC):
+                continue
+            found.append(StoredFigure(number, cell_map.role_of(number), index, png))
+            index += 1
+            if len(found) >= MAX_STORED_FIGURES:
+                return found
+    return found
+
+
 def _check_handout(cells: list[Cell], nb: NotebookFile, a: Assignment) -> None:
     name = assignment_name(a)
     if a.notebook is None:
@@ -220,6 +278,7 @@ def load(path: Path, a: Assignment, pattern: str = CANVAS_PATTERN) -> Submission
         removed=removed,
         untouched=untouched,
         forensics=tuple(forensics(nb, cell_map)),
+        figures=tuple(stored_figures(nb, cell_map)),
     )
     return Submission(
         id=path.name if path.is_dir() else identity.id,
