@@ -93,3 +93,17 @@ SMOKE_CPU = ("--profile", "smoke", "--device", "cpu")  # the tests' profile and 
 def harness_command(*args: object) -> list[str]:
     """``python -m harness ARGS`` as a subprocess's argv (paths and numbers as text)."""
     return [sys.executable, "-m", "harness", *map(str, args)]
+
+
+def lost_items(result) -> set[str]:
+    """The items of a Result that did not earn their full points."""
+    return {i.id for i in result.items if i.points < i.max_points}
+
+
+def notebook_in(folder: Path, nb, name: str = "doejane_12345_678901_vae.ipynb") -> Path:
+    """Write a notebook (nbformat) into ``folder`` under an LMS download's name (Canvas's pattern)."""
+    import nbformat
+
+    path = Path(folder) / name
+    nbformat.write(nb, str(path))
+    return path

@@ -424,6 +424,25 @@ VARIANTS: dict[str, Callable[[nbformat.NotebookNode], nbformat.NotebookNode]] = 
 }
 
 
+def drifted(year: str) -> nbformat.NotebookNode:
+    """:func:`complete` with every real-world drift at once: a badge cell and answer cells inserted,
+    the interpolation cell duplicated, no execution counts, no outputs, unguarded ``.cuda()``,
+    ``savefig`` instead of ``show`` and magics (2020/2022 also plot loss tensors that require grad)."""
+    nb = complete(year)
+    for variant in (
+        with_badge_cell,
+        with_answer_cells,
+        with_duplicated_interpolation,
+        with_null_counts,
+        stripped,
+        with_unguarded_cuda,
+        with_savefig,
+        with_magics,
+    ):
+        nb = variant(nb)
+    return nb
+
+
 # --------------------------------------------------------------------------- planted bugs
 
 

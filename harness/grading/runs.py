@@ -72,7 +72,10 @@ def total_steps(request: TrainRequest, n_images: int) -> int:
 
 def tuned_beta_missing(sub: Submission, a: Assignment) -> str:
     """Why a submission has no usable tuned_beta, in the loader's words (beta = 0 explained)."""
-    why = next((p for p in sub.problems if "`tuned_beta`" in p), f"no tuned_beta in {a.submission.meta}")
+    if sub.kind == "notebook":
+        why = next((p for p in sub.problems if p.startswith("tuned beta")), "tuned beta: not found in the notebook")
+    else:
+        why = next((p for p in sub.problems if "`tuned_beta`" in p), f"no tuned_beta in {a.submission.meta}")
     if why.endswith(("got 0", "got 0.0")):
         why += (
             ": beta = 0 switches the KL term off, which is the beta = 0 experiment, not a tuned VAE (beta is too small)"
@@ -98,6 +101,8 @@ def run_record(plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> dict:
         "model": "reference" if request.reference_model else "student",
         "time_limit_s": o.limits.timeout_s if o.limits else None,
         "time_limit": o.limits.why if o.limits else "",
+        # a notebook: the cells (or the VAE-run function) the harness ran for this run, as it saw them
+        **({"cells": o.value["cells"]} if o.ok and isinstance(o.value, dict) and "cells" in o.value else {}),
     }
 
 

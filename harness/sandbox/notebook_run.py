@@ -234,6 +234,7 @@ class Notebook:
         self.notes: list[str] = []  # substitutions made outside a cell's text (stubs, drift absorbed)
         self.device = device
         self._current: CellRun | None = None
+        self.defined = 0  # how many runs the definition pass made: later ones ran for a probe
         self._patch()
 
     # -- the environment
@@ -357,6 +358,7 @@ class Notebook:
                 self.runs.append(CellRun(cell["number"], cell.get("role", ""), error="skipped: ran past its limit"))
                 continue
             self.run_cell(cell, {"epochs": 0, "nworkers": 0}, self.cell_timeout_s)
+        self.defined = len(self.runs)
 
     # -- the folder format's names, as adapters
 
@@ -448,17 +450,21 @@ class Notebook:
         function = next((f for f in (_function_name(c["text"]) for c in cells) if f), None)
         keep = {name: self._factory(model), LOADER: loader}
         if function and callable(self.ns.get(function)):
+            defining = next(c for c in cells if _function_name(c["text"]) == function)
+            call = f"{function}(epochs={epochs}, learning_rate={learning_rate:g}, beta={beta:g})"
+            run = CellRun(int(defining["number"]), "vae_runs", substituted=[f"called {call}"])
             self.phase(f"call {function}")
+            started = time.perf_counter()
             try:
                 with self.bound(keep):
                     self.ns[function](epochs=int(epochs), learning_rate=float(learning_rate), beta=beta)
             except BaseException as e:  # noqa: BLE001
-                raise CellError(
-                    f"{function}(epochs={epochs}, learning_rate={learning_rate:g}, beta={beta:g}) raised "
-                    f"{_describe(e)}\n{_tail(traceback.format_exc())}"
-                ) from None
+                run.error, run.traceback = _describe(e), _tail(traceback.format_exc())
+                raise CellError(f"{call} raised {run.error}\n{run.traceback}") from None
             finally:
                 self.figures.take()
+                run.seconds = round(time.perf_counter() - started, 3)
+                self.runs.append(run)
         else:
             cell = next((c for c in cells if "beta" in c["text"]), cells[0])
             with self.bound(keep):

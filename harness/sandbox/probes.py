@@ -711,6 +711,8 @@ def probe_train(ctx: Context) -> dict:
         obs["contract"] = contract_call(ctx, req, train_fn, images, labels)
     model, obs["run"] = train_model(ctx, req, train_fn, images, labels)
     obs.update(evaluate(ctx, req, model, inputs))
+    if ctx.notebook is not None:  # the cells this run executed beyond the definition pass
+        obs["cells"] = ctx.notebook.cell_runs()[ctx.notebook.defined :]
     return obs
 
 

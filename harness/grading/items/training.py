@@ -199,21 +199,33 @@ def score_vae_training(
 
     ref0 = ref.run(spec0.name)
     want_units = math.ceil(g.active_share * nz)
-    ok0 = (m0.active_units or 0) >= want_units and (m0.kl or 0) >= 0.5 * (ref0.kl or 0)
+    # Unregularised, the KL has no scale of its own: it can run away (variant-b's reference reaches
+    # 1e30). Half the reference's, or else above the regularised (tuned) reference's, shows it is free.
+    half, tuned_kl = 0.5 * (ref0.kl or 0), _tuned_kl(a, ref)
+    floor = min(half, tuned_kl) if tuned_kl is not None else half
+    ok0 = (m0.active_units or 0) >= want_units and (m0.kl or 0) >= floor
+    bound = (
+        f"at least half expected, or the tuned reference's {_num(tuned_kl)}"
+        if tuned_kl is not None and tuned_kl < half
+        else "at least half expected"
+    )
     parts.append(
         PartScore(
             "beta0",
             1.0 if ok0 else 0.0,
-            f"beta = {spec0.beta:g}: KL {_num(m0.kl)} per image (reference {_num(ref0.kl)}; at least half "
-            f"expected), {m0.active_units}/{nz} active units (at least {want_units} expected: nothing "
+            f"beta = {spec0.beta:g}: KL {_num(m0.kl)} per image (reference {_num(ref0.kl)}; {bound}), "
+            f"{m0.active_units}/{nz} active units (at least {want_units} expected: nothing "
             f"pulls the posterior to the prior); test MSE {m0.test_mse:.4f}, reference {ref0.test_mse:.4f}",
         )
     )
 
     beta10_ref = spec10.beta * (factor if factor is not None else 1.0)
     if _collapses(ref, beta10_ref):
-        ok10 = (m10.kl if m10.kl is not None else math.inf) <= g.collapse_kl and m10.active_units == 0
-        expect = f"KL at most {g.collapse_kl:g} and no active units (posterior collapse)"
+        # Collapse is the KL's to show: under 1 nat per image the code carries next to nothing, and
+        # a short run may leave a unit or two just over the active threshold (variant-b under smoke).
+        few = math.floor((1 - g.active_share) * nz)
+        ok10 = (m10.kl if m10.kl is not None else math.inf) <= g.collapse_kl and (m10.active_units or 0) <= few
+        expect = f"KL at most {g.collapse_kl:g} and at most {few} active units (posterior collapse)"
     else:
         ok10 = m10.kl is not None and m0.kl is not None and m10.kl <= m0.kl
         expect = (
@@ -232,6 +244,15 @@ def score_vae_training(
     if note:
         result.evidence.insert(0, note)
     return result
+
+
+def _tuned_kl(a: Assignment, ref: ReferenceResult) -> float | None:
+    """The KL per image of the reference's tuned VAE (a regularised posterior), None when unknown."""
+    try:
+        kl = ref.run(a.training.tuned.name).kl
+    except (KeyError, StopIteration, ValueError):
+        return None
+    return kl if kl is not None and math.isfinite(kl) else None
 
 
 def _collapses(ref: ReferenceResult, beta_ref: float) -> bool:
