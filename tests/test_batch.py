@@ -204,10 +204,10 @@ def test_a_submission_that_cannot_be_graded_is_recorded_with_its_error(tmp_path,
     out = tmp_path / "reports"
     gone = tmp_path / "course" / "gone"  # listed, then removed before its turn
     outcome = grade_one(gone, grader, out, CHEAP)
-    assert outcome.status == "error" and "no such submission folder" in outcome.error
+    assert outcome.status == "error" and "no such submission (a folder or a .ipynb notebook)" in outcome.error
     assert "FileNotFoundError" in (out / "gone" / "error.json").read_text()
     row = pd.read_csv(write_grades(out, grade_rows(out, ["gone"], assignment))).iloc[0]
-    assert row["status"] == "error" and "no such submission folder" in row["flags"]
+    assert row["status"] == "error" and "no such submission (a folder or a .ipynb notebook)" in row["flags"]
 
 
 def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path, grader):

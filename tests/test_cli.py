@@ -61,7 +61,7 @@ def test_check_exits_nonzero_when_an_item_fails(tmp_path, capsys):
 
 def test_check_on_a_missing_folder_is_a_clear_usage_error(tmp_path, capsys):
     assert main(["check", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
-    assert "no such submission folder" in capsys.readouterr().err
+    assert "no such submission (a folder or a .ipynb notebook)" in capsys.readouterr().err
 
 
 def test_init_writes_a_starter_that_check_runs_on_without_crashing(tmp_path, capsys):

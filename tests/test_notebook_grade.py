@@ -80,7 +80,8 @@ def lms_course(tmp_path_factory):
     return root
 
 
-BATCH = BatchOptions(workers=1, render=False, quiet=True, run=RunOptions(quiet=True))
+# the threads conftest gave this worker: a Dask worker would otherwise take every core (docs/batch.md)
+BATCH = BatchOptions(workers=1, render=False, quiet=True, run=RunOptions(quiet=True, threads=torch.get_num_threads()))
 
 
 @pytest.fixture(scope="module")

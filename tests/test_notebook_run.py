@@ -161,3 +161,16 @@ def test_google_colab_and_get_ipython_are_stubs(notebook):
     nb.define()
     assert nb.runs[0].error == ""
     assert any("drive.mount" in s for s in nb.runs[0].substituted)
+
+
+def test_dataloader_workers_are_capped_and_what_the_code_asked_for_is_kept(notebook):
+    nb = notebook(
+        "import torch\nds = torch.utils.data.TensorDataset(torch.zeros(8, 1))\n"
+        "loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=8)\n"
+        "small = torch.utils.data.DataLoader(ds, 4, False, None, None, 1)\n"
+    )
+    nb.define()
+    loader, small = nb.ns["loader"], nb.ns["small"]
+    assert (loader.num_workers, loader._harness_requested_workers) == (2, 8)
+    assert (small.num_workers, small._harness_requested_workers) == (1, 1)
+    assert any("num_workers 8 -> 2" in s for s in nb.runs[0].substituted)

@@ -53,6 +53,7 @@ DATASET, LOADER = "mnist_train", "mnist_data_loader"
 TRAIN_SETTINGS = ("epochs", "learning_rate", "beta")
 LOADER_SETTINGS = ("batch_size", "nworkers")
 MAX_POINTS = 100_000  # of one plotted line kept
+MAX_WORKERS = 2  # DataLoader worker processes a notebook may start: the unit's cores, not Colab's
 TRACEBACK_LINES = 8
 
 
@@ -288,6 +289,21 @@ class Notebook:
                 return m
 
             torch.Tensor.cuda, torch.nn.Module.cuda = no_cuda_tensor, no_cuda_module
+        loader_init = torch.utils.data.DataLoader.__init__
+
+        def capped_init(loader, *args, **kwargs):
+            asked = kwargs.get("num_workers", args[5] if len(args) > 5 else 0)
+            if isinstance(asked, int) and asked > MAX_WORKERS:
+                nb._note(f"DataLoader num_workers {asked} -> {MAX_WORKERS} (capped in the sandbox)")
+                if "num_workers" in kwargs:
+                    kwargs["num_workers"] = MAX_WORKERS
+                else:
+                    args = (*args[:5], MAX_WORKERS, *args[6:])
+            loader_init(loader, *args, **kwargs)
+            loader._harness_requested_workers = asked  # what the forward-pass check judges
+
+        torch.utils.data.DataLoader.__init__ = capped_init
+        self._undo.append((torch.utils.data.DataLoader, "__init__", loader_init))
         colab = types.ModuleType("google.colab")
         colab.drive = types.SimpleNamespace(mount=lambda *a, **k: nb._note("google.colab.drive.mount: skipped"))
         colab.files = types.SimpleNamespace(
