@@ -174,3 +174,29 @@ def test_dataloader_workers_are_capped_and_what_the_code_asked_for_is_kept(noteb
     assert (loader.num_workers, loader._harness_requested_workers) == (2, 8)
     assert (small.num_workers, small._harness_requested_workers) == (1, 1)
     assert any("num_workers 8 -> 2" in s for s in nb.runs[0].substituted)
+
+
+def test_a_unit_s_torchvision_is_light_and_its_datasets_are_the_harness_s_mnist_only():
+    import subprocess
+    import sys
+
+    script = """
+import sys, torch
+from harness.sandbox.notebook_run import Notebook
+cells = [{"number": 1, "role": "", "text": (
+    "import torch, torchvision\\n"
+    "from torchvision.datasets import MNIST\\n"
+    "ds = MNIST(root='./data', train=True, download=True, transform=torchvision.transforms.ToTensor())\\n"
+    "grid = torchvision.utils.make_grid(torch.rand(16, 1, 28, 28), nrow=4, pad_value=1.)\\n"
+    "v = torchvision.__version__\\n")},
+    {"number": 2, "role": "", "text": "torchvision.datasets.CIFAR10('./data')"}]
+nb = Notebook(cells, {"images": torch.rand(4, 1, 28, 28), "labels": torch.arange(4)}, lambda p: None, 5)
+nb.define()
+assert nb.runs[0].error == "", nb.runs[0].error
+assert len(nb.ns["ds"]) == 4 and list(nb.ns["grid"].shape) == [3, 122, 122]
+assert "only MNIST exists in the sandbox" in nb.runs[1].error
+assert "torchvision.models" not in sys.modules
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

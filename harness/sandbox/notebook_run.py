@@ -221,7 +221,6 @@ class Notebook:
         inputs: dict[str, Tensor],
         phase: Callable[[str], None],
         cell_timeout_s: float,
-        device: str = "cpu",
     ):
         self.cells = cells
         self.phase = phase
@@ -232,8 +231,7 @@ class Notebook:
         self.ns["__builtins__"] = __builtins__
         self.runs: list[CellRun] = []
         self.figures = Figures()
-        self.notes: list[str] = []  # substitutions made outside a cell's text (stubs, drift absorbed)
-        self.device = device
+        self.names: dict[str, str] = {}  # config key -> the folder format's name (set by expose)
         self._current: CellRun | None = None
         self.defined = 0  # how many runs the definition pass made: later ones ran for a probe
         self._patch()
@@ -251,8 +249,8 @@ class Notebook:
         matplotlib.use("Agg", force=True)
         import matplotlib.axes
         import matplotlib.pyplot as plt
-        import torchvision
 
+        torchvision = light_torchvision()
         nb = self
         plot = matplotlib.axes.Axes.plot
 
@@ -266,7 +264,6 @@ class Notebook:
         self._undo = [
             (matplotlib.axes.Axes, "plot", plot),
             (plt, "show", plt.show),
-            (torchvision.datasets, "MNIST", torchvision.datasets.MNIST),
             (torch.Tensor, "cuda", torch.Tensor.cuda),
             (torch.nn.Module, "cuda", torch.nn.Module.cuda),
         ]
@@ -277,7 +274,15 @@ class Notebook:
             nb._note("torchvision MNIST: the harness's images (no download)")
             return nb.train_set if train else nb.test_set
 
-        torchvision.datasets.MNIST = mnist
+        if getattr(torchvision, LIGHT, False):  # no torchvision.datasets of its own: the stub is the only one
+            datasets_stub = types.ModuleType("torchvision.datasets")
+            datasets_stub.MNIST = mnist
+            datasets_stub.__getattr__ = _only_mnist
+            self._modules = {"torchvision.datasets": sys.modules.get("torchvision.datasets")}
+            sys.modules["torchvision.datasets"] = torchvision.datasets = datasets_stub
+        else:  # torchvision was imported whole before (a test's process): patch its MNIST
+            self._undo.append((torchvision.datasets, "MNIST", torchvision.datasets.MNIST))
+            torchvision.datasets.MNIST = mnist
         if not torch.cuda.is_available():
 
             def no_cuda_tensor(t, *a, **k):
@@ -326,6 +331,11 @@ class Notebook:
         instead; tests that run a notebook in their own process call this)."""
         for owner, name, value in self._undo:
             setattr(owner, name, value)
+        for name, module in getattr(self, "_modules", {}).items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
         sys.modules.pop("google.colab", None)
 
     # -- running cells
@@ -409,9 +419,6 @@ class Notebook:
             raise CellError(f"cell {run.number} did not build `{LOADER}`")
         return loader
 
-    def _factory(self, model) -> Callable:
-        return lambda *args, **kwargs: model
-
     def _losses(self) -> tuple[list[float], Callable[[], None]]:
         """Record every scalar loss a backward pass starts from (the AE cell keeps no list of them)."""
         seen: list[float] = []
@@ -427,10 +434,10 @@ class Notebook:
 
     def train_autoencoder(self, model, loader, epochs: int, learning_rate: float, device: str):
         cell = self.role_cells("ae_training")[0]
-        name = self._class_name("autoencoder")
+        name = self.names["autoencoder"]
         seen, restore = self._losses()
         try:
-            with self.bound({name: self._factory(model), LOADER: loader}):
+            with self.bound({name: _always(model), LOADER: loader}):
                 run = self.run_cell(cell, {"epochs": int(epochs), "learning_rate": float(learning_rate)}, None)
         finally:
             restore()
@@ -459,12 +466,12 @@ class Notebook:
 
     def train_vae(self, model, loader, epochs: int, learning_rate: float, device: str):
         beta = float(getattr(model, "beta", 0.0))
-        name = self._class_name("vae")
+        name = self.names["vae"]
         since = len(self.figures.kept)
         seen = {"rec": [], "kl": []}
         cells = self.role_cells("vae_runs")
         function = next((f for f in (_function_name(c["text"]) for c in cells) if f), None)
-        keep = {name: self._factory(model), LOADER: loader}
+        keep = {name: _always(model), LOADER: loader}
         if function and callable(self.ns.get(function)):
             defining = next(c for c in cells if _function_name(c["text"]) == function)
             call = f"{function}(epochs={epochs}, learning_rate={learning_rate:g}, beta={beta:g})"
@@ -497,9 +504,6 @@ class Notebook:
         plotted = self.figures.curves(since)
         return plotted.get("rec") or seen["rec"], plotted.get("kl") or seen["kl"]
 
-    def _class_name(self, key: str) -> str:
-        return self.names[key]
-
     # -- what the probes see
 
     def expose(self, names: dict[str, str]) -> types.ModuleType:
@@ -523,9 +527,50 @@ class Notebook:
 _MISSING = object()
 
 
+def _always(model) -> Callable:
+    """Stands in for the notebook's model class while a probe trains: ``AutoEncoder(nz)`` in the
+    training cell gives the probe's model, whatever its arguments."""
+    return lambda *args, **kwargs: model
+
+
 def load_cells(path: Path) -> list[dict]:
     """The cells the host wrote (``harness.submission.notebook_load.CELLS_FILE``)."""
     return json.loads(Path(path).read_text())["cells"]
+
+
+LIGHT = "__harness_light__"  # marks the light torchvision package (light_torchvision)
+
+
+def light_torchvision() -> types.ModuleType:
+    """torchvision for a notebook unit, without running its package ``__init__``: that imports
+    every model and ``torch._dynamo`` (150 MB and a second per unit) for notebooks that use
+    ``transforms.ToTensor`` and ``utils.make_grid``. Its sub-modules load from the real package
+    on first use (``import torchvision.models`` still works). A torchvision already imported is
+    returned as it is."""
+    if "torchvision" in sys.modules:
+        return sys.modules["torchvision"]
+    import importlib
+    import importlib.metadata
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    package = types.ModuleType("torchvision")
+    package.__path__ = list(spec.submodule_search_locations or [])
+    package.__file__ = spec.origin
+    package.__version__ = importlib.metadata.version("torchvision")
+    setattr(package, LIGHT, True)
+    package.__getattr__ = lambda name: importlib.import_module(f"torchvision.{name}")
+    sys.modules["torchvision"] = package
+    import torchvision.transforms  # noqa: F401
+    import torchvision.utils  # noqa: F401
+
+    return package
+
+
+def _only_mnist(name: str):
+    raise AttributeError(
+        f"torchvision.datasets.{name}: only MNIST exists in the sandbox, from the harness's images (no network)"
+    )
 
 
 def preload() -> None:
@@ -535,4 +580,5 @@ def preload() -> None:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot  # noqa: F401
-    import torchvision  # noqa: F401
+
+    light_torchvision()
