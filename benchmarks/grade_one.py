@@ -11,8 +11,8 @@ resident set size and the largest peak (PSS) of any sandboxed unit.
 ``--notebooks 2020,2022,2026`` grades a completed notebook built from each course handout
 (tests/notebooks.py; the handouts are read from ../shared/handouts) and, side by side in the same
 run, its *folder twin*: a submission.py holding the same model cells and the same training loops
-as functions. It prints each one's grade time, its training speed (images per second over the
-training units) and the largest unit's peak memory, and the notebook's ratios to the twin
+as functions. It prints each one's grade time, its training speed (images per second of the
+training loops) and the largest unit's peak memory, and the notebook's ratios to the twin
 (targets: grade <= 60 s under quick with the reference cached, speed >= 90 %, memory within 10 %).
 
 ``--agreement A,B`` grades the planted-bug and variant suites of tests/test_checks.py and
@@ -77,7 +77,7 @@ def train_autoencoder(model, data_loader, epochs, learning_rate, device):
     losses = []
     for ep in range(epochs):
 {ae_loop}
-        losses.append(rec_loss.item())
+          losses.append(rec_loss.item())
     return losses
 
 
@@ -91,7 +91,7 @@ def train_vae(model, data_loader, epochs, learning_rate, device):
     rec_loss, kl_loss = [], []
     for ep in range(epochs):
 {vae_loop}
-        {append}
+          {append}
     return rec_loss, kl_loss
 """
 
@@ -126,10 +126,11 @@ def folder_twin(nb, a, dest: Path) -> Path:
 
 
 def _speed(result, profile) -> float:
-    """Training images per second over the training units (contract calls and evaluation included)."""
-    runs = [r for r in result.runs.values() if r.get("status") == "ok"]
+    """Training images per second of the training loops themselves (the probe times each loop:
+    the unit's start, a notebook's definition pass and the evaluation are left out)."""
+    runs = [r for r in result.runs.values() if r.get("status") == "ok" and "seconds" in r.get("measure", {})]
     images = sum(r["epochs"] * profile.train_images for r in runs)
-    seconds = sum(r["seconds"] for r in runs)
+    seconds = sum(r["measure"]["seconds"] for r in runs)
     return images / seconds if seconds else 0.0
 
 

@@ -582,3 +582,6 @@ def preload() -> None:
     import matplotlib.pyplot  # noqa: F401
 
     light_torchvision()
+    # The handout builds an optimizer in its AE cell, run in every unit's definition pass; the first
+    # optimizer a process builds imports torch._dynamo (a second and 150 MB): once, here.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
