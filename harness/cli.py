@@ -238,11 +238,15 @@ def _training_setup(args: argparse.Namespace):
     return a, profile, folder, device, load_mnist(args.data)
 
 
-def _check_overrides(out: Path, root: Path, a, pattern: str) -> bool:
-    """Validate ``<out>/overrides.csv`` for the course under ``root``: print its warnings, or
-    its errors and return True (the batch is refused: exit 2)."""
+def _check_overrides(out: Path, root: Path, a, pattern: str | None = None) -> bool:
+    """Validate ``<out>/overrides.csv`` for the course under ``root`` (notebooks named by
+    ``pattern``, Canvas's by default): print its warnings, or its errors and return True (the
+    batch is refused: exit 2)."""
     from harness.course.batch import course_entries, entry_id
     from harness.course.overrides import OverridesError, check_course
+    from harness.submission.identity import CANVAS_PATTERN
+
+    pattern = pattern or CANVAS_PATTERN
 
     try:
         warnings = check_course(out, [entry_id(f, pattern) for f in course_entries(root, out, pattern)[0]], a)

@@ -7,7 +7,6 @@ tests/test_notebook_grade.py."""
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 from pathlib import Path
 
@@ -159,6 +158,19 @@ def test_shell_lines_are_taken_out_and_never_run(tmp_path, mnist):
     assert result.total == FULL_CHECK
 
 
+def _check_peak_mb(tmp_path: Path, path: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """``harness check PATH`` in a child that reports its own peak resident memory."""
+    import sys
+
+    code = (
+        "import resource, sys\nfrom harness.cli import main\nrc = main(sys.argv[1:])\n"
+        "print('peak-kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)"
+    )
+    args = [sys.executable, "-c", code, "check", str(path), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    return proc, int(proc.stderr.rsplit("peak-kb", 1)[1].split()[0]) / 1024
+
+
 def test_a_300_mb_notebook_of_outputs_is_refused_without_reading_it(tmp_path):
     nb = nbs.complete("2020")
     path = tmp_path / "huge.ipynb"
@@ -169,10 +181,12 @@ def test_a_300_mb_notebook_of_outputs_is_refused_without_reading_it(tmp_path):
         for _ in range(300):
             f.write(chunk)
         f.write('"}]' + tail)
-    proc = _cli(tmp_path, path)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child's peak so far
+    small = tmp_path / "small.ipynb"
+    small.write_text("not a notebook")
+    proc, peak_mb = _check_peak_mb(tmp_path, path)
+    _, baseline_mb = _check_peak_mb(tmp_path, small)
     assert proc.returncode == 2 and "is 300.1 MB; the limit is 64.0 MB" in proc.stderr
-    assert peak_mb < 1024  # the file was never read whole
+    assert peak_mb - baseline_mb < 64, (peak_mb, baseline_mb)  # the file was never read whole
 
 
 def test_check_takes_a_notebook_path_finds_its_handout_and_reads_the_name_pattern(tmp_path):
