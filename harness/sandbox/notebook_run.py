@@ -250,6 +250,7 @@ class Notebook:
         import matplotlib.axes
         import matplotlib.pyplot as plt
 
+        self._made_light = "torchvision" not in sys.modules
         torchvision = light_torchvision()
         nb = self
         plot = matplotlib.axes.Axes.plot
@@ -336,6 +337,9 @@ class Notebook:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
+        if self._made_light:  # the process imports the real torchvision next time, not this one's stubs
+            for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+                del sys.modules[name]
         sys.modules.pop("google.colab", None)
 
     # -- running cells

@@ -77,12 +77,18 @@ def _read_meta(folder: Path, name: str, problems: list[str]) -> dict:
         )
         problems.append(unread_problem(name, f, MAX_META_BYTES, consequence))
         return {}
-    text, decode_problems = decode_text(f.data, name)
+    return toml_table(f.data, name, problems, "fix its syntax")
+
+
+def toml_table(data: bytes, name: str, problems: list[str], consequence: str) -> dict:
+    """A student's TOML file as a table: its text decoded (problems noted) and parsed; ``{}`` with
+    a problem ending in ``consequence`` when it is not valid TOML."""
+    text, decode_problems = decode_text(data, name)
     problems.extend(decode_problems)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        problems.append(f"{name} is not valid TOML ({e}); fix its syntax")
+        problems.append(f"{name} is not valid TOML ({e}); {consequence}")
         return {}
 
 

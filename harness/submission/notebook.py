@@ -270,7 +270,8 @@ def validation_errors(nb: nbformat.NotebookNode) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- helpers for grading
 
 
-def _source(cell: Any) -> str:
+def cell_source(cell: Any) -> str:
+    """A cell's source as one string (a malformed notebook's list of lines joined)."""
     source = cell.get("source", "")
     if isinstance(source, list):  # left by a malformed notebook: nbformat joins well-formed ones
         return "".join(s for s in source if isinstance(s, str))
@@ -286,12 +287,12 @@ def _cells_of(nb: NotebookFile | nbformat.NotebookNode, kind: str) -> list[tuple
 
 def code_cells(nb: NotebookFile | nbformat.NotebookNode) -> list[tuple[int, str]]:
     """Each code cell's (1-based cell number, source)."""
-    return [(n, _source(c)) for n, c in _cells_of(nb, "code")]
+    return [(n, cell_source(c)) for n, c in _cells_of(nb, "code")]
 
 
 def markdown_cells(nb: NotebookFile | nbformat.NotebookNode) -> list[tuple[int, str]]:
     """Each markdown cell's (1-based cell number, source)."""
-    return [(n, _source(c)) for n, c in _cells_of(nb, "markdown")]
+    return [(n, cell_source(c)) for n, c in _cells_of(nb, "markdown")]
 
 
 def execution_counts(nb: NotebookFile | nbformat.NotebookNode) -> list[tuple[int, int | None]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import tomllib
 from pathlib import Path
 
 from harness.config.assignment import Assignment
@@ -35,12 +34,12 @@ from harness.submission.cells import (
 )
 from harness.submission.contents import CodeSource, NotebookFacts, StoredFigure, Submission
 from harness.submission.files import content_hash
-from harness.submission.folder import beta_problem
+from harness.submission.folder import beta_problem, toml_table
 from harness.submission.identity import CANVAS_PATTERN, identity_from_name
-from harness.submission.notebook import NotebookError, NotebookFile, execution_counts, read_notebook
+from harness.submission.notebook import NotebookError, NotebookFile, cell_source, execution_counts, read_notebook
 from harness.submission.notebook_answers import notebook_answers
 from harness.submission.notebook_code import runnable_source, tuned_beta
-from harness.submission.reading import MAX_META_BYTES, decode_text, read_capped
+from harness.submission.reading import MAX_META_BYTES, read_capped
 
 NOTEBOOK_SUFFIX = ".ipynb"
 PDF_SUFFIX = ".pdf"
@@ -77,9 +76,7 @@ def cells_of(nb: NotebookFile) -> list[Cell]:
     for number, cell in enumerate(nb.notebook.get("cells", []), start=1):
         if not isinstance(cell, dict):
             continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else source
-        out.append(Cell(number, str(cell.get("cell_type", "")), source if isinstance(source, str) else ""))
+        out.append(Cell(number, str(cell.get("cell_type", "")), cell_source(cell)))
     return out
 
 
@@ -102,13 +99,7 @@ def _meta(folder: Path, problems: list[str]) -> dict:
         if f.why != "missing":
             problems.append(f"{META} could not be read ({f.why}); the student is named from the file name")
         return {}
-    text, decode_problems = decode_text(f.data, META)
-    problems.extend(decode_problems)
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        problems.append(f"{META} is not valid TOML ({e}); the student is named from the file name")
-        return {}
+    return toml_table(f.data, META, problems, "the student is named from the file name")
 
 
 def forensics(nb: NotebookFile, cell_map: CellMap) -> list[str]:
