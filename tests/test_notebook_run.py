@@ -200,12 +200,3 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
-
-
-def test_restore_leaves_the_process_the_real_torchvision_mnist(notebook):
-    nb = notebook("x = 1")
-    nb.define()
-    nb.restore()
-    import torchvision
-
-    assert torchvision.datasets.MNIST.__name__ == "MNIST" and isinstance(torchvision.datasets.MNIST, type)
