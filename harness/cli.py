@@ -443,6 +443,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.grading.session import RunOptions
     from harness.grading.write_up import RESULT_NAME, write_up
 
+    if args.stored:
+        return _stored_report(args)
     setup = _training_setup(args)
     if setup is None:
         return 2
@@ -475,6 +477,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"written: {out / RESULT_NAME}, {out / result.artifacts}")
     code = _render(out, ["write-up"], args.quiet)
     print(f"done in {time.perf_counter() - started:.1f} s")
+    return code
+
+
+def _stored_report(args: argparse.Namespace) -> int:
+    """``report --stored``: the write-up from a notebook's stored outputs and answers, nothing trained."""
+    from harness.grading.result import write_result
+    from harness.grading.session import RunOptions
+    from harness.grading.write_up import RESULT_NAME, stored_write_up
+    from harness.submission.notebook_figures import checklist, run_labels
+
+    started = time.perf_counter()
+    path = Path(args.submission)
+    if not path.exists():
+        print(f"error: {path}: no such notebook", file=sys.stderr)
+        return 2
+    if not _is_notebook(path):
+        print(
+            f"error: {path} is not a notebook: --stored writes up a notebook's stored outputs; "
+            "a folder submission is written up by `harness report` without --stored",
+            file=sys.stderr,
+        )
+        return 2
+    a = _assignment(args, path)
+    out = _outputs(args, path)
+    result = stored_write_up(path, a, RunOptions(out=out, quiet=args.quiet, name_pattern=args.name_pattern))
+    write_result(out / RESULT_NAME, result)
+    for p in result.problems:
+        print(f"  ! {p}")
+    missing = checklist(result.notebook.get("missing_figures", {}), run_labels(a))
+    for line in missing:
+        print(f"  - missing: {line}")
+    print(f"written: {out / RESULT_NAME}, {out / result.artifacts}")
+    code = _render(out, ["write-up"], args.quiet)
+    print(f"done in {time.perf_counter() - started:.1f} s ({len(missing)} missing part(s), listed at the end)")
     return code
 
 
@@ -616,7 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="train your submission with your own code and write the write-up (HTML and PDF)",
         description="Train the AE and the VAEs (beta = 0, 10 and your tuned beta) with your own code in the sandbox "
-        "and write <out>/<id>/write-up.html and write-up.pdf in the course's order (docs/reports.md). "
+        "and write <out>/<id>/write-up.html and write-up.pdf in the course's order (docs/reports.md); a notebook's "
+        "own stored figures are shown beside the re-run ones. With --stored, nothing is trained. "
         "Exit 1 when the write-up could not be rendered (the HTML is kept when only the PDF failed).",
     )
     p.add_argument(
@@ -628,6 +665,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", type=int, help="memory cap per run in MB (default: the assignment's)")
     p.add_argument("--train-timeout", type=float, help="seconds per training run (default: the assignment's)")
     _isolation_option(p, "off (a warning names each protection not in force)")
+    p.add_argument(
+        "--stored",
+        action="store_true",
+        help="a notebook: write the write-up from its stored figures and answers only, training nothing (seconds); "
+        "it ends with a checklist of what the notebook does not hold",
+    )
     p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser(

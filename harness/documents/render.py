@@ -36,7 +36,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from harness.documents.views import grader_views, interpolation_views, num, run_views, stored_views
+from harness.documents.views import grader_views, interpolation_views, num, run_views, slot_views, stored_views
 from harness.io import write_bytes_atomic
 
 ENV_TEMPLATES = "HARNESS_TEMPLATES"
@@ -114,9 +114,30 @@ def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str
         "questions": by_section,
         "extra": grader_views(result, arrays) if document == "report" else {},
         "stored": stored_views(result, arrays, runs, paths) if document == "report" else [],
+        # the write-up: a notebook's own figures beside the re-run ones, and why a slot is empty
+        "slots": slot_views(result, arrays) if document == "write-up" else {},
+        "missing_slots": (result.get("notebook") or {}).get("missing_figures", {}) if document == "write-up" else {},
+        # --stored only: a re-run write-up has the harness's figure wherever the notebook has none
+        "checklist": checklist_lines(result) if document == "write-up" and result.get("profile") == "stored" else [],
         "css": css,
         "overrides_error": overrides_error,  # the report: why overrides.csv could not be applied
     }
+
+
+def checklist_lines(result: dict) -> list[str]:
+    """The write-up's closing checklist: what a notebook's stored outputs do not hold, and why."""
+    from harness.submission.notebook_figures import checklist
+
+    missing = (result.get("notebook") or {}).get("missing_figures") or {}
+    labels = {
+        name: "AE"
+        if run.get("role") == "ae"
+        else "tuned β"
+        if run.get("role") == "tuned"
+        else f"β = {num(run.get('beta'))}"
+        for name, run in (result.get("runs") or {}).items()
+    }
+    return checklist(missing, labels)
 
 
 def environment() -> jinja2.Environment:

@@ -53,6 +53,7 @@ def run_views(result: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
             "beta": beta,
             "figures": {},
             "label": "AE" if run.get("kind") == "ae" else f"β = {num(beta)}",
+            "origin": rerun_origin(result, run),
         }
         if p + "samples" in arrays:
             samples = arrays[p + "samples"]
@@ -68,6 +69,63 @@ def run_views(result: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
                 figures.training_curves(arrays.get(p + "curve_rec"), arrays.get(p + "curve_kl"))
             )
         views.append(view)
+    return views
+
+
+def rerun_origin(result: dict, run: dict) -> str:
+    """Where a re-run figure comes from, for its caption: "re-run by the harness (profile quick:
+    2 epochs, 5,000 images)"; empty for a run that did not train."""
+    if run.get("status") != "ok":
+        return ""
+    images = run.get("images")
+    shown = "all training images" if images == 0 else f"{images:,} images" if isinstance(images, int) else ""
+    epochs = run.get("epochs")
+    parts = [f"{epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else "", shown]
+    detail = ", ".join(p for p in parts if p)
+    return f"Re-run by the harness (profile {result.get('profile', '')}{': ' + detail if detail else ''})."
+
+
+def cropped(png: bytes, margin: float = 0.03) -> bytes:
+    """The PNG cut to its content plus a small margin: the handout's figures are drawn on tall
+    canvases (``figsize=(20, 50)`` around a 2x5 strip) that are mostly white. Unreadable: as given."""
+    import io
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(png)) as im:
+            rgb = im.convert("RGBA")
+            white = Image.new("RGBA", rgb.size, (255, 255, 255, 255))
+            flat = Image.alpha_composite(white, rgb).convert("RGB")
+            box = ImageOps.invert(flat.convert("L")).point(lambda v: 255 if v > 12 else 0).getbbox()
+            if box is None:
+                return png
+            pad = int(margin * max(box[2] - box[0], box[3] - box[1]))
+            box = (max(0, box[0] - pad), max(0, box[1] - pad), min(flat.width, box[2] + pad), min(flat.height, box[3] + pad))
+            out = io.BytesIO()
+            flat.crop(box).save(out, format="PNG", optimize=False)
+            return out.getvalue()
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return png
+
+
+def slot_views(result: dict, arrays: dict[str, np.ndarray]) -> dict[str, dict]:
+    """A notebook's stored figures by write-up slot (``harness.submission.notebook_figures``):
+    ``{"src", "origin", "cell"}`` each; empty for a folder submission."""
+    notebook = result.get("notebook") or {}
+    coded = notebook.get("stored_runs") or {}
+    views = {}
+    for f in notebook.get("stored_figures", []):
+        if not f.get("slot") or f"stored/{f['key']}" not in arrays:
+            continue
+        run = coded.get(f["slot"].split("/")[0]) or {}
+        epochs = run.get("epochs")
+        trained = f"; its code trains {num(epochs)} epoch{'s' if epochs != 1 else ''}" if epochs is not None else ""
+        views[f["slot"]] = {
+            "src": uri(cropped(arrays[f"stored/{f['key']}"].tobytes())),
+            "origin": f"From the notebook: cell {f['cell']}, as stored{trained}.",
+            "cell": f["cell"],
+        }
     return views
 
 

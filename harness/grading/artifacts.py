@@ -22,6 +22,9 @@ Keys (docs/result-schema.md, "Run artefacts"):
                                                    (grade only; the AE and the tuned run)
     reference/<name>/samples  uint8 [n, 1, H, W]   the reference model's decode of the same z
     reference/<name>/kl_per_dim float32 [nz]
+    stored/<key>              uint8 [bytes]        a notebook's stored figure, the PNG file's bytes
+                                                   (key: cell-<cell>-<index>; result notebook.stored_figures)
+    pdf/<page>-<index>        uint8 [h, w]         a hand-in PDF image's grey thumbnail (grade; result pdf_check)
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ if TYPE_CHECKING:  # rendering reads artefacts without importing torch (seconds 
     from torch import Tensor
 
 SHOWN_INPUTS = 5  # the seed's "five test inputs above their reconstructions"
+
+
+def stored_arrays(figures) -> dict[str, np.ndarray]:
+    """A notebook's stored figures (``StoredFigure``) as ``stored/<key>`` arrays of their PNG bytes."""
+    return {f"stored/{f.key}": np.frombuffer(f.png, dtype=np.uint8) for f in figures}
 
 
 def to_u8(images: Tensor) -> np.ndarray:

@@ -115,7 +115,7 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
     )
     result.runs = runs
     if sub.notebook is not None:  # what the student saw, beside what the harness re-ran (the report)
-        arrays.update({f"stored/{f.key}": np.frombuffer(f.png, dtype=np.uint8) for f in sub.notebook.figures})
+        arrays.update(artifacts.stored_arrays(sub.notebook.figures))
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)
         result.artifacts = ARTIFACTS_NAME

@@ -92,6 +92,7 @@ def run_record(plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> dict:
         "beta": request.beta,
         "epochs": request.epochs,
         "learning_rate": request.learning_rate,
+        "images": plan.images,  # training images (0: all of them)
         "unit": o.unit,
         "status": o.status,
         "error": "" if o.ok else o.describe(),

@@ -5,9 +5,16 @@ then for beta = 0, beta = 10 and their tuned beta the training curves, reconstru
 and samples, then the interpolation comparisons, each followed by their answers. The
 four runs are the same sandboxed training units as ``harness grade`` (their own model,
 data loader and loop; no reference, no classifier, no points), so a student sees the
-figures their grade is based on. Output: ``write-up.json`` (a result of kind
-``write-up``), ``write-up.npz`` (run artefacts) and, through ``harness.documents.render``,
-``write-up.html`` and ``write-up.pdf``.
+figures their grade is based on. A notebook's own stored figures are kept beside them
+(``stored/<key>`` arrays; each placed in its write-up slot by
+``harness.submission.notebook_figures``).
+
+:func:`stored_write_up` (``report --stored``) trains nothing: the write-up is made of a
+notebook's stored figures and answers only, and says for each empty slot why it is empty.
+
+Output: ``write-up.json`` (a result of kind ``write-up``; profile ``stored`` for the
+stored-only one), ``write-up.npz`` (run artefacts) and, through
+``harness.documents.render``, ``write-up.html`` and ``write-up.pdf``.
 """
 
 from __future__ import annotations
@@ -82,6 +89,8 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options
                         runs[plan.name].update(status="error", error=error)
     else:
         runs = {p.name: skipped_record(p, f"{sub.label} is missing") for p in plans}
+    if sub.notebook is not None:
+        arrays.update(artifacts.stored_arrays(sub.notebook.figures))
     _, answers = score_answers(a, sub)
     timings["total"] = round(time.perf_counter() - started, 2)
     result = new_result("write-up", sub, a, profile.name, [], [r.id for r in a.rubric], answers, timings)
@@ -90,5 +99,42 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options
     result.runs = runs
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)
+        result.artifacts = ARTIFACTS_NAME
+    return result
+
+
+STORED_PROFILE = "stored"  # the write-up's profile when nothing was trained (report --stored)
+
+
+def stored_write_up(path: Path, a: Assignment, options: RunOptions = RunOptions()) -> Result:
+    """The write-up of a notebook from its stored outputs and answers only: no sandbox, no
+    training, no data. Each run is recorded with status ``stored`` and the beta and epochs its
+    cell sets; ``notebook.missing_figures`` says why each empty slot is empty. Raises
+    NotebookError (from loading) when ``path`` is not a notebook of ``a``'s handout."""
+    from harness.submission.notebook_load import load as load_notebook
+
+    started = time.perf_counter()
+    sub = load_notebook(path, a, options.name_pattern)
+    facts = sub.notebook
+    runs = {}
+    for plan in run_plan(a, Profile(STORED_PROFILE, "the notebook as handed in", 0, 1.0)):
+        coded = facts.stored_runs.get(plan.name, {}) if facts else {}
+        beta = sub.tuned_beta if plan.role == "tuned" else plan.beta
+        runs[plan.name] = {
+            "role": plan.role,
+            "kind": plan.kind,
+            "beta": beta,
+            "epochs": coded.get("epochs"),
+            "cell": coded.get("cell"),
+            "status": "stored",
+            "error": "",
+            "traceback": "",
+        }
+    _, answers = score_answers(a, sub)
+    timings = {"total": round(time.perf_counter() - started, 2)}
+    result = new_result("write-up", sub, a, STORED_PROFILE, [], [r.id for r in a.rubric], answers, timings)
+    result.runs = runs
+    if options.out is not None:
+        artifacts.write_artifacts(options.out / ARTIFACTS_NAME, artifacts.stored_arrays(facts.figures if facts else ()))
         result.artifacts = ARTIFACTS_NAME
     return result

@@ -35,6 +35,8 @@ class StoredFigure:
     role: str
     index: int  # its place among the cell's images, from 0
     png: bytes = field(repr=False)
+    slot: str = ""  # the write-up's figure it is ("beta-0/samples"; harness.submission.notebook_figures), "" for none
+    shape: str = ""  # what its pixels look like ("two loss curves", "a square image grid")
 
     @property
     def key(self) -> str:
@@ -59,6 +61,9 @@ class NotebookFacts:
     untouched: tuple[dict, ...] = ()  # {"role", "cell", "lines", "placeholder"} per untouched TODO region
     forensics: tuple[str, ...] = ()  # what the stored outputs and execution counts show
     figures: tuple[StoredFigure, ...] = ()  # the images its outputs carry (capped), for the report
+    missing_figures: dict[str, str] = field(default_factory=dict)  # write-up slot -> why no stored figure fills it
+    stored_runs: dict[str, dict] = field(default_factory=dict)  # run -> {"cell", "beta", "epochs"} its cell sets
+    comparisons: tuple[dict, ...] = ()  # interpolation comparisons stored: {"cell", "start", "end"} labels as coded
 
     def to_json(self) -> dict:
         return {
@@ -72,7 +77,13 @@ class NotebookFacts:
             "removed": list(self.removed),
             "untouched": [dict(u) for u in self.untouched],
             "forensics": list(self.forensics),
-            "stored_figures": [{"cell": f.cell, "role": f.role, "index": f.index, "key": f.key} for f in self.figures],
+            "stored_figures": [
+                {"cell": f.cell, "role": f.role, "index": f.index, "key": f.key, "slot": f.slot, "shape": f.shape}
+                for f in self.figures
+            ],
+            "missing_figures": dict(self.missing_figures),
+            "stored_runs": dict(self.stored_runs),
+            "comparisons": [dict(c) for c in self.comparisons],
         }
 
 

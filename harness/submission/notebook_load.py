@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import replace
 from pathlib import Path
 
 from harness.config.assignment import Assignment
@@ -39,6 +40,7 @@ from harness.submission.identity import CANVAS_PATTERN, identity_from_name
 from harness.submission.notebook import NotebookError, NotebookFile, cell_source, execution_counts, read_notebook
 from harness.submission.notebook_answers import notebook_answers
 from harness.submission.notebook_code import runnable_source, tuned_beta
+from harness.submission.notebook_figures import place_figures
 from harness.submission.reading import MAX_META_BYTES, read_capped
 
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -174,10 +176,12 @@ def course_handout(folder: Path, assignments: list[Assignment]) -> Assignment | 
     return next(iter(by_name.values()), None)
 
 
-def stored_figures(nb: NotebookFile, cell_map: CellMap) -> list[StoredFigure]:
+def stored_figures(nb: NotebookFile, cell_map: CellMap) -> tuple[list[StoredFigure], int]:
     """The PNG images the code cells' outputs carry, in notebook order (at most MAX_STORED_FIGURES,
-    each at most MAX_FIGURE_BYTES; anything that is not a PNG is left out)."""
+    each at most MAX_FIGURE_BYTES; anything that is not a PNG is left out), and how many PNG
+    outputs there are in all (the ones past the cap are counted, never decoded)."""
     found: list[StoredFigure] = []
+    total = 0
     for number, cell in enumerate(nb.notebook.get("cells", []), start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -185,6 +189,11 @@ def stored_figures(nb: NotebookFile, cell_map: CellMap) -> list[StoredFigure]:
         for output in cell.get("outputs", []):
             data = output.get("data", {}) if isinstance(output, dict) else {}
             text = data.get("image/png") if isinstance(data, dict) else None
+            if text is None:
+                continue
+            total += 1
+            if len(found) >= MAX_STORED_FIGURES:
+                continue
             if isinstance(text, list):
                 text = "".join(t for t in text if isinstance(t, str))
             if not isinstance(text, str) or len(text) > MAX_FIGURE_BYTES * 4 // 3 + 4:
@@ -197,9 +206,7 @@ def stored_figures(nb: NotebookFile, cell_map: CellMap) -> list[StoredFigure]:
                 continue
             found.append(StoredFigure(number, cell_map.role_of(number), index, png))
             index += 1
-            if len(found) >= MAX_STORED_FIGURES:
-                return found
-    return found
+    return found, total
 
 
 def _check_handout(cells: list[Cell], nb: NotebookFile, a: Assignment) -> None:
@@ -254,6 +261,11 @@ def load(path: Path, a: Assignment, pattern: str = CANVAS_PATTERN) -> Submission
     if path.is_dir():
         files += sorted(p.relative_to(folder) for p in folder.iterdir() if p.suffix.lower() == PDF_SUFFIX)
         files += [Path(META)] if (folder / META).is_file() else []
+    figures, images = stored_figures(nb, cell_map)
+    if images > len(figures) and len(figures) == MAX_STORED_FIGURES:
+        notes.append(f"the outputs hold {images} images; the first {MAX_STORED_FIGURES} are kept for the documents")
+    placement = place_figures(cells, cell_map, figures, a, beta)
+    figures = [replace(f, slot=placement.placed[f.key], shape=placement.shapes[f.key]) for f in figures]
     untouched = tuple(
         {"role": t.role, "cell": t.cell, "lines": [t.region.start, t.region.end], "placeholder": t.region.placeholder}
         for t in untouched_todos(cells, cell_map)
@@ -269,7 +281,10 @@ def load(path: Path, a: Assignment, pattern: str = CANVAS_PATTERN) -> Submission
         removed=removed,
         untouched=untouched,
         forensics=tuple(forensics(nb, cell_map)),
-        figures=tuple(stored_figures(nb, cell_map)),
+        figures=tuple(figures),
+        missing_figures=placement.missing,
+        stored_runs=placement.runs,
+        comparisons=tuple(placement.comparisons),
     )
     return Submission(
         id=path.name if path.is_dir() else identity.id,
