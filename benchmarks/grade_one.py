@@ -14,6 +14,9 @@ run, its *folder twin*: a submission.py holding the same model cells and the sam
 as functions. It prints each one's grade time, its training speed (images per second of the
 training loops) and the largest unit's peak memory, and the notebook's ratios to the twin
 (targets: grade <= 60 s under quick with the reference cached, speed >= 90 %, memory within 10 %).
+A unit's peak varies run to run (tens of MB): ``--repeat N`` grades each N times and prints the
+median grade times and peaks (the speed of the last run); ``--units`` prints every training unit's
+peak of every run.
 
 ``--agreement A,B`` grades the planted-bug and variant suites of tests/test_checks.py and
 tests/test_grade.py under both profiles and prints the share of items that earn the same
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -138,7 +142,9 @@ def _peak(result) -> float:
     return max((v for k, v in result.timings.items() if k.startswith("peak_mb:")), default=0.0)
 
 
-def notebook_cases(years: list[str], profile_name: str, device, cache: Path, data) -> None:
+def notebook_cases(
+    years: list[str], profile_name: str, device, cache: Path, data, repeat: int = 1, units: bool = False
+) -> None:
     from tests import notebooks as nbs
 
     print(f"\nnotebooks vs their folder twins, profile {profile_name} (reference cached; speed: training images/s)")
@@ -155,14 +161,21 @@ def notebook_cases(years: list[str], profile_name: str, device, cache: Path, dat
             nb = nbs.complete(year)
             path = nbs.write(nb, Path(tmp) / f"student_1_1_handout-{year}.ipynb")
             twin = folder_twin(nb, a, Path(tmp) / "twin")
-            timed = {}
-            for label, sub in (("twin", twin), ("nb", path)):
-                t0 = time.perf_counter()
-                result = grade_submission(sub, g, RunOptions(device=str(device), quiet=True))
-                timed[label] = (time.perf_counter() - t0, result)
-        (nb_s, nb_r), (tw_s, tw_r) = timed["nb"], timed["twin"]
+            timed: dict[str, list] = {"twin": [], "nb": []}
+            for _ in range(repeat):
+                for label, sub in (("twin", twin), ("nb", path)):
+                    t0 = time.perf_counter()
+                    result = grade_submission(sub, g, RunOptions(device=str(device), quiet=True))
+                    timed[label].append((time.perf_counter() - t0, result))
+        if units:
+            for label in ("twin", "nb"):
+                for _, r in timed[label]:
+                    peaks = {k[len("peak_mb:") :]: v for k, v in r.timings.items() if k.startswith("peak_mb:")}
+                    print(f"  {year} {label:<5}" + " ".join(f"{k}={v:.0f}" for k, v in sorted(peaks.items())))
+        (nb_s, nb_r), (tw_s, tw_r) = timed["nb"][-1], timed["twin"][-1]
+        nb_s, tw_s = (statistics.median(s for s, _ in timed[k]) for k in ("nb", "twin"))
         speed = (_speed(nb_r, profile), _speed(tw_r, profile))
-        peak = (_peak(nb_r), _peak(tw_r))
+        peak = tuple(statistics.median(_peak(r) for _, r in timed[k]) for k in ("nb", "twin"))
         print(
             f"{year:<9}{nb_s:>13.1f}{tw_s:>15.1f}{speed[0]:>10.0f}{speed[1]:>11.0f}{speed[0] / speed[1]:>7.2f}"
             f"{peak[0]:>13.0f}{peak[1]:>10.0f}{peak[0] / peak[1]:>7.2f}"
@@ -184,6 +197,10 @@ def main() -> int:
         "--notebooks", default="", help="handout years to grade as notebooks and folder twins: 2020,2022,2026"
     )
     p.add_argument("--notebook-profile", default="quick")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="grade each notebook and twin N times; print median times and peaks"
+    )
+    p.add_argument("--units", action="store_true", help="print every unit's peak memory (PSS, MB) of each run")
     args = p.parse_args()
 
     a = load_assignment(args.assignment)
@@ -217,7 +234,7 @@ def main() -> int:
 
     if args.notebooks:
         years = [y for y in args.notebooks.split(",") if y]
-        notebook_cases(years, args.notebook_profile, device, cache, data)
+        notebook_cases(years, args.notebook_profile, device, cache, data, args.repeat, args.units)
 
     if args.agreement:
         first, second = args.agreement.split(",")

@@ -439,12 +439,12 @@ def _render(folder: Path, documents: list[str] | None = None, quiet: bool = Fals
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.stored:
+        return _stored_report(args)
     from harness.grading.result import write_result
     from harness.grading.session import RunOptions
     from harness.grading.write_up import RESULT_NAME, write_up
 
-    if args.stored:
-        return _stored_report(args)
     setup = _training_setup(args)
     if setup is None:
         return 2
@@ -483,8 +483,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _stored_report(args: argparse.Namespace) -> int:
     """``report --stored``: the write-up from a notebook's stored outputs and answers, nothing trained."""
     from harness.grading.result import write_result
-    from harness.grading.session import RunOptions
-    from harness.grading.write_up import RESULT_NAME, stored_write_up
+    from harness.grading.stored_write_up import RESULT_NAME, stored_write_up
     from harness.submission.notebook_figures import checklist, run_labels
 
     started = time.perf_counter()
@@ -501,7 +500,7 @@ def _stored_report(args: argparse.Namespace) -> int:
         return 2
     a = _assignment(args, path)
     out = _outputs(args, path)
-    result = stored_write_up(path, a, RunOptions(out=out, quiet=args.quiet, name_pattern=args.name_pattern))
+    result = stored_write_up(path, a, out, args.name_pattern)
     write_result(out / RESULT_NAME, result)
     for p in result.problems:
         print(f"  ! {p}")

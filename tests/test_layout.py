@@ -39,11 +39,17 @@ LEVEL = {name: level for level, names in enumerate(STAGES) for name in names}
 
 # The commands: siblings, which only the command line and the course level (a batch of grades)
 # start.
-COMMANDS = ("harness.grading.check", "harness.grading.grade", "harness.grading.write_up")
+COMMANDS = (
+    "harness.grading.check",
+    "harness.grading.grade",
+    "harness.grading.write_up",
+    "harness.grading.stored_write_up",  # report --stored
+)
 COMMAND_CALLERS = ("harness.cli", "harness.course")
 
-# Importing these must not import torch (a config or a file write should not cost torch's start-up).
-LIGHT = ("harness.config.assignment", "harness.config.plan", "harness.io")
+# Importing these must not import torch (a config, a file write or a write-up from a notebook's stored
+# outputs should not cost torch's start-up).
+LIGHT = ("harness.config.assignment", "harness.config.plan", "harness.io", "harness.grading.stored_write_up")
 
 
 @dataclass(frozen=True)

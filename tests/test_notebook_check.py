@@ -252,8 +252,9 @@ def test_stored_figures_are_kept_and_forensics_flag_counts_out_of_order_and_stal
     assert facts.figures[0].png.startswith(b"\x89PNG")
     assert any("out of document order" in f for f in facts.forensics)
     assert any("stored figure" in f and "older than cell" in f and "encoder decoder" in f for f in facts.forensics)
+    f = facts.figures[0]
     assert facts.to_json()["stored_figures"] == [
-        {"cell": facts.figures[0].cell, "role": "sampling", "index": 0, "key": facts.figures[0].key}
+        {"cell": f.cell, "role": "sampling", "index": 0, "key": f.key, "slot": f.slot, "shape": f.shape}
     ]
 
 

@@ -78,13 +78,15 @@ def strip_png(title: str = "Auto-Encoder") -> bytes:
 
 
 def curves_png(panels: int = 2) -> bytes:
-    """The VAE cell's two loss curves (subplots 121 and 122), or one plot."""
-    fig = plt.figure(figsize=(10, 5))
-    for p in range(panels):
-        ax = plt.subplot(1, panels, p + 1)
-        ax.plot(np.exp(-np.linspace(0, 3, 80)) + RNG.uniform(0, 0.05, 80))
-        ax.title.set_text(["Reconstruction Loss", "KL Loss"][p % 2])
-    return _png(fig)
+    """The VAE cell's two loss curves (subplots 121 and 122), or one plot, in matplotlib's default
+    style as in Colab (the harness's own figures module restyles plots in this process)."""
+    with matplotlib.rc_context(matplotlib.rcParamsDefault):
+        fig = plt.figure(figsize=(10, 5))
+        for p in range(panels):
+            ax = plt.subplot(1, panels, p + 1)
+            ax.plot(np.exp(-np.linspace(0, 3, 80)) + RNG.uniform(0, 0.05, 80))
+            ax.title.set_text(["Reconstruction Loss", "KL Loss"][p % 2])
+        return _png(fig)
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,7 @@ def summary_context(grades: pd.DataFrame, a: Assignment, profile: str) -> dict:
         "median": float(graded["total"].median()) if len(graded) else None,
         "review": [r for r in records if r["status"] == "needs_review"],
         "errors": [r for r in records if r["status"] == "error"],
+        "pdf_review": [r for r in records if r.get("pdf") and r["pdf"] != "matches"],
         "histogram": _uri(total_histogram(graded["total"].to_numpy(dtype=float), max_total)) if len(graded) else None,
         "items": _uri(item_shares(graded, a)) if len(graded) else None,
     }

@@ -36,6 +36,9 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
     errored or timed out), ``incomplete`` (the submission has problems: missing files, bad
     metadata), ``needs_review`` (an answer awaits an instructor), else ``complete``.
 
+    ``pdf`` says how the hand-in PDF compared with the notebook and the re-run (:func:`pdf_column`;
+    its flags are in ``flags`` too).
+
     The instructor's ``<out>/overrides.csv`` is merged in (harness.course.overrides): points, totals
     and statuses include the overrides, ``overridden`` lists the overridden items and ``flags``
     says when an overridden item's automatic result changed. An invalid ``overrides.csv`` is not
@@ -82,8 +85,16 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
         review = [i["id"] for i in r["items"] if i["status"] == "needs_review"]
         broken = [f"{i['id']} {i['status']}" for i in r["items"] if i["status"] in ("error", "timeout")]
         status = "error" if broken else "incomplete" if r.get("problems") else "needs_review" if review else "complete"
+        pdf, pdf_flags = pdf_column(r.get("pdf_check") or {})
         flags = "; ".join(
-            [*(f"review {x}" for x in review), *broken, *r.get("problems", []), *r.get("flags", []), *not_applied]
+            [
+                *(f"review {x}" for x in review),
+                *broken,
+                *r.get("problems", []),
+                *r.get("flags", []),
+                *pdf_flags,
+                *not_applied,
+            ]
         )
         rows.append(
             {
@@ -96,6 +107,7 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
                 "status": status,
                 "flags": flags,
                 "overridden": "; ".join(i["id"] for i in r["items"] if "override" in i),
+                "pdf": pdf,
             }
         )
     columns = [
@@ -108,10 +120,23 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
         "status",
         "flags",
         "overridden",
+        "pdf",
     ]
     table = pd.DataFrame(rows, columns=columns)
     table.attrs.update(overrides_error=overrides_error, overrides_warnings=list(overrides.warnings))
     return table
+
+
+def pdf_column(check: dict) -> tuple[str, list[str]]:
+    """The grade table's ``pdf`` cell for a result's ``pdf_check`` and its flags, each prefixed
+    "PDF:": ``""`` (no PDF handed in), ``matches``, ``N mismatch(es)`` or ``unreadable``. The
+    check changes no points: its flags are for review."""
+    if not check:
+        return "", []
+    flags = [f"PDF: {f}" for f in check.get("flags", [])]
+    if check.get("error"):
+        return "unreadable", flags
+    return ("matches" if not flags else f"{len(flags)} mismatch{'es' if len(flags) > 1 else ''}"), flags
 
 
 def write_grades(out: Path, rows: pd.DataFrame) -> Path:

@@ -18,6 +18,8 @@ import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from harness.grading.artifacts import tile  # noqa: E402
+
 DPI = 150
 INK = "#1f2933"
 ACCENT = "#c2410c"
@@ -43,17 +45,6 @@ def to_png(fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.04, metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
-
-
-def tile(images: np.ndarray, cols: int, gap: int = 2) -> np.ndarray:
-    """uint8 [N, C, H, W] as one grey [rows*(H+gap)-gap, cols*(W+gap)-gap] mosaic on white."""
-    n, _, h, w = images.shape
-    rows = -(-n // cols)
-    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = img.mean(axis=0)
-    return out
 
 
 def _show(ax, mosaic: np.ndarray, title: str = "") -> None:

@@ -36,7 +36,15 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from harness.documents.views import grader_views, interpolation_views, num, run_views, slot_views, stored_views
+from harness.documents.views import (
+    grader_views,
+    interpolation_views,
+    num,
+    pdf_views,
+    run_views,
+    slot_views,
+    stored_views,
+)
 from harness.io import write_bytes_atomic
 
 ENV_TEMPLATES = "HARNESS_TEMPLATES"
@@ -114,6 +122,7 @@ def context(document: str, result: dict, arrays: dict[str, np.ndarray], css: str
         "questions": by_section,
         "extra": grader_views(result, arrays) if document == "report" else {},
         "stored": stored_views(result, arrays, runs, paths) if document == "report" else [],
+        "pdf_figures": pdf_views(result, arrays) if document == "report" else [],
         # the write-up: a notebook's own figures beside the re-run ones, and why a slot is empty
         "slots": slot_views(result, arrays) if document == "write-up" else {},
         "missing_slots": (result.get("notebook") or {}).get("missing_figures", {}) if document == "write-up" else {},

@@ -101,7 +101,12 @@ def cropped(png: bytes, margin: float = 0.03) -> bytes:
             if box is None:
                 return png
             pad = int(margin * max(box[2] - box[0], box[3] - box[1]))
-            box = (max(0, box[0] - pad), max(0, box[1] - pad), min(flat.width, box[2] + pad), min(flat.height, box[3] + pad))
+            box = (
+                max(0, box[0] - pad),
+                max(0, box[1] - pad),
+                min(flat.width, box[2] + pad),
+                min(flat.height, box[3] + pad),
+            )
             out = io.BytesIO()
             flat.crop(box).save(out, format="PNG", optimize=False)
             return out.getvalue()
@@ -227,3 +232,25 @@ def stored_views(result: dict, arrays: dict[str, np.ndarray], runs: list[dict], 
 def _stored(f: dict, arrays: dict[str, np.ndarray]) -> dict:
     role = f" ({f['role'].replace('_', ' ')})" if f["role"] else ""
     return {"src": uri(arrays[f"stored/{f['key']}"].tobytes()), "caption": f"cell {f['cell']}{role}, as stored"}
+
+
+def pdf_views(result: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
+    """The hand-in PDF's images for the report: each one's thumbnail beside the notebook figure
+    it matched (``data:`` URIs), with where it is and how alike they are."""
+    from harness.documents import figures
+
+    check = result.get("pdf_check") or {}
+    stored = {f["key"]: f for f in (result.get("notebook") or {}).get("stored_figures", [])}
+    views = []
+    for f in check.get("figures", []):
+        thumb = arrays.get(f"pdf/{f['page']}-{f['index']}")
+        match = stored.get(f["key"]) if f["matched"] == "notebook" else None
+        twin = arrays.get(f"stored/{match['key']}") if match else None
+        views.append(
+            {
+                **f,
+                "src": uri(figures.mosaic_png(thumb, scale=1)) if thumb is not None and thumb.ndim == 2 else None,
+                "match_src": uri(cropped(twin.tobytes())) if twin is not None else None,
+            }
+        )
+    return views

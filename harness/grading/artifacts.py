@@ -44,6 +44,18 @@ if TYPE_CHECKING:  # rendering reads artefacts without importing torch (seconds 
 SHOWN_INPUTS = 5  # the seed's "five test inputs above their reconstructions"
 
 
+def tile(images: np.ndarray, cols: int, gap: int = 2) -> np.ndarray:
+    """uint8 [N, C, H, W] as one grey [rows*(H+gap)-gap, cols*(W+gap)-gap] mosaic on white: how
+    the documents draw an image grid, and what a hand-in PDF's copy of one is compared with."""
+    n, _, h, w = images.shape
+    rows = -(-n // cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = img.mean(axis=0)
+    return out
+
+
 def stored_arrays(figures) -> dict[str, np.ndarray]:
     """A notebook's stored figures (``StoredFigure``) as ``stored/<key>`` arrays of their PNG bytes."""
     return {f"stored/{f.key}": np.frombuffer(f.png, dtype=np.uint8) for f in figures}

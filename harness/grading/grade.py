@@ -41,6 +41,7 @@ from harness.grading.code import (
     unit_failure,
 )
 from harness.grading.grader import Grader, beta_verdict
+from harness.grading.handin import check_handin
 from harness.grading.items import training
 from harness.grading.items.answers import score_answers
 from harness.grading.result import Result
@@ -116,6 +117,12 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
     result.runs = runs
     if sub.notebook is not None:  # what the student saw, beside what the harness re-ran (the report)
         arrays.update(artifacts.stored_arrays(sub.notebook.figures))
+    pdf_started = time.perf_counter()
+    result.pdf_check, thumbnails = check_handin(sub, a, arrays, runs)  # flags for review; no points change
+    arrays.update(thumbnails)
+    if result.pdf_check:
+        timings["pdf_check"] = round(time.perf_counter() - pdf_started, 2)
+        timings["total"] = round(time.perf_counter() - started, 2)
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)
         result.artifacts = ARTIFACTS_NAME

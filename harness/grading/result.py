@@ -41,6 +41,8 @@ class Result:
     # a notebook: what reading it found (harness.submission.contents.NotebookFacts) and "cells", each
     # code cell's run in the definition pass: role, seconds, substitutions, error (docs/result-schema.md)
     notebook: dict[str, Any] = field(default_factory=dict)
+    # grade: the hand-in PDF against the notebook and the re-run (harness.grading.handin), {} without a PDF
+    pdf_check: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -63,6 +65,18 @@ def run_versions() -> dict[str, str]:
     import torch
 
     return {"harness": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def installed_versions() -> dict[str, str]:
+    """As :func:`run_versions`, without importing torch (its installed distribution's version):
+    for results of runs that never load it (``report --stored``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = ""
+    return {"harness": __version__, "torch": torch_version, "python": platform.python_version()}
 
 
 def now() -> str:

@@ -9,11 +9,9 @@ figures their grade is based on. A notebook's own stored figures are kept beside
 (``stored/<key>`` arrays; each placed in its write-up slot by
 ``harness.submission.notebook_figures``).
 
-:func:`stored_write_up` (``report --stored``) trains nothing: the write-up is made of a
-notebook's stored figures and answers only, and says for each empty slot why it is empty.
+:mod:`harness.grading.stored_write_up` (``report --stored``) trains nothing.
 
-Output: ``write-up.json`` (a result of kind ``write-up``; profile ``stored`` for the
-stored-only one), ``write-up.npz`` (run artefacts) and, through
+Output: ``write-up.json`` (a result of kind ``write-up``), ``write-up.npz`` (run artefacts) and, through
 ``harness.documents.render``, ``write-up.html`` and ``write-up.pdf``.
 """
 
@@ -99,42 +97,5 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options
     result.runs = runs
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)
-        result.artifacts = ARTIFACTS_NAME
-    return result
-
-
-STORED_PROFILE = "stored"  # the write-up's profile when nothing was trained (report --stored)
-
-
-def stored_write_up(path: Path, a: Assignment, options: RunOptions = RunOptions()) -> Result:
-    """The write-up of a notebook from its stored outputs and answers only: no sandbox, no
-    training, no data. Each run is recorded with status ``stored`` and the beta and epochs its
-    cell sets; ``notebook.missing_figures`` says why each empty slot is empty. Raises
-    NotebookError (from loading) when ``path`` is not a notebook of ``a``'s handout."""
-    from harness.submission.notebook_load import load as load_notebook
-
-    started = time.perf_counter()
-    sub = load_notebook(path, a, options.name_pattern)
-    facts = sub.notebook
-    runs = {}
-    for plan in run_plan(a, Profile(STORED_PROFILE, "the notebook as handed in", 0, 1.0)):
-        coded = facts.stored_runs.get(plan.name, {}) if facts else {}
-        beta = sub.tuned_beta if plan.role == "tuned" else plan.beta
-        runs[plan.name] = {
-            "role": plan.role,
-            "kind": plan.kind,
-            "beta": beta,
-            "epochs": coded.get("epochs"),
-            "cell": coded.get("cell"),
-            "status": "stored",
-            "error": "",
-            "traceback": "",
-        }
-    _, answers = score_answers(a, sub)
-    timings = {"total": round(time.perf_counter() - started, 2)}
-    result = new_result("write-up", sub, a, STORED_PROFILE, [], [r.id for r in a.rubric], answers, timings)
-    result.runs = runs
-    if options.out is not None:
-        artifacts.write_artifacts(options.out / ARTIFACTS_NAME, artifacts.stored_arrays(facts.figures if facts else ()))
         result.artifacts = ARTIFACTS_NAME
     return result

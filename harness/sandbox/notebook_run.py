@@ -26,6 +26,12 @@ module, each an adapter that runs the notebook's own cell or function:
     train_vae(model, loader, epochs, lr, device)
                                                 2026: the VAE-run function; 2020/2022: the VAE cell
 
+A unit keeps no more than a folder's unit would: after the definition pass (and the loader cell's
+rerun) global tensors holding a forward pass's autograd history are kept detached
+(:meth:`Notebook.drop_graphs`); a training run's top-level names are scoped to the run, as a
+folder's training function's locals are (:meth:`Notebook.scoped`); and the C heap's free pages
+go back to the system after each (:func:`release_memory`).
+
 Cells come from the host as JSON (``harness.submission.notebook_load.CELLS_FILE``).
 """
 
@@ -389,6 +395,17 @@ class Notebook:
                 continue
             self.run_cell(cell, {"epochs": 0, "nworkers": 0}, self.cell_timeout_s)
         self.defined = len(self.runs)
+        self.drop_graphs()
+        release_memory()
+
+    def drop_graphs(self) -> None:
+        """Global tensors that a cell's forward pass left with their autograd history (the loader
+        cell's ``enc = encoder(sample_img)``, ``dec = decoder(enc)``) keep every saved activation
+        of that pass alive for the rest of the unit. Later cells see the same values, detached:
+        the probes never differentiate through another cell's result."""
+        for k, v in list(self.ns.items()):
+            if isinstance(v, Tensor) and v.grad_fn is not None:
+                self.ns[k] = v.detach()
 
     # -- the folder format's names, as adapters
 
@@ -409,6 +426,25 @@ class Notebook:
                 else:
                     self.ns[k] = v
 
+    @contextlib.contextmanager
+    def scoped(self):
+        """A training run's globals are its own, as a folder's training function's locals are: every
+        name the run binds, rebinds or deletes is put back as it was when the run ends. What the run
+        made (its optimizer and state, the last batch's outputs, loss lists that keep each step's
+        autograd graph) is then freed before the probe evaluates the model, as in a folder's unit,
+        instead of living on in the namespace beside the evaluation's own memory."""
+        saved = dict(self.ns)
+        try:
+            yield
+        finally:
+            for k in [k for k in self.ns if k not in saved]:
+                del self.ns[k]
+            for k, v in saved.items():
+                if self.ns.get(k, _MISSING) is not v:
+                    self.ns[k] = v
+            del saved
+            release_memory()
+
     def _fail(self, run: CellRun) -> None:
         raise CellError(f"cell {run.number} raised {run.error}" + (f"\n{run.traceback}" if run.traceback else ""))
 
@@ -417,6 +453,7 @@ class Notebook:
         with self.bound({DATASET: dataset, LOADER: None}):
             run = self.run_cell(cell, {"batch_size": batch_size, "nworkers": num_workers}, None)
             loader = self.ns.get(LOADER)
+        self.drop_graphs()  # the loader cell's own forward test, run again
         if loader is None:
             if run.error:
                 self._fail(run)
@@ -441,7 +478,7 @@ class Notebook:
         name = self.names["autoencoder"]
         seen, restore = self._losses()
         try:
-            with self.bound({name: _always(model), LOADER: loader}):
+            with self.scoped(), self.bound({name: _always(model), LOADER: loader}):
                 run = self.run_cell(cell, {"epochs": int(epochs), "learning_rate": float(learning_rate)}, None)
         finally:
             restore()
@@ -483,7 +520,7 @@ class Notebook:
             self.phase(f"call {function}")
             started = time.perf_counter()
             try:
-                with self.bound(keep):
+                with self.scoped(), self.bound(keep):
                     self.ns[function](epochs=int(epochs), learning_rate=float(learning_rate), beta=beta)
             except BaseException as e:  # noqa: BLE001
                 run.error, run.traceback = _describe(e), _tail(traceback.format_exc())
@@ -494,17 +531,17 @@ class Notebook:
                 self.runs.append(run)
         else:
             cell = next((c for c in cells if "beta" in c["text"]), cells[0])
-            with self.bound(keep):
+            with self.scoped(), self.bound(keep):
                 run = self.run_cell(
                     cell, {"epochs": int(epochs), "learning_rate": float(learning_rate), "beta": beta}, None
                 )
+                # 2020/2022 keep the lists as globals: the plotted ones are the same values
+                for key, var in (("rec", "rec_loss"), ("kl", "kl_loss")):
+                    values = self.ns.get(var)
+                    if isinstance(values, list):
+                        seen[key] = values
             if run.error:
                 self._fail(run)
-            # 2020/2022 keep the lists as globals: the plotted ones are the same values
-            for key, var in (("rec", "rec_loss"), ("kl", "kl_loss")):
-                values = self.ns.get(var)
-                if isinstance(values, list):
-                    seen[key] = values
         plotted = self.figures.curves(since)
         return plotted.get("rec") or seen["rec"], plotted.get("kl") or seen["kl"]
 
@@ -529,6 +566,18 @@ class Notebook:
 
 
 _MISSING = object()
+
+
+def release_memory() -> None:
+    """Give the pages the C heap holds free back to the system (glibc's ``malloc_trim``): what a
+    notebook's cells freed (the definition pass's figures and batches, a training run's loss lists
+    and optimizer) would otherwise stay in the unit's memory beside what the next step allocates."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _always(model) -> Callable:

@@ -64,6 +64,7 @@ class NotebookFacts:
     missing_figures: dict[str, str] = field(default_factory=dict)  # write-up slot -> why no stored figure fills it
     stored_runs: dict[str, dict] = field(default_factory=dict)  # run -> {"cell", "beta", "epochs"} its cell sets
     comparisons: tuple[dict, ...] = ()  # interpolation comparisons stored: {"cell", "start", "end"} labels as coded
+    tuned_beta: dict = field(default_factory=dict)  # {"cell", "text"}: the tuned-beta slot as written ("beta = 1e-4")
 
     def to_json(self) -> dict:
         return {
@@ -84,6 +85,7 @@ class NotebookFacts:
             "missing_figures": dict(self.missing_figures),
             "stored_runs": dict(self.stored_runs),
             "comparisons": [dict(c) for c in self.comparisons],
+            "tuned_beta": dict(self.tuned_beta),
         }
 
 

@@ -285,6 +285,7 @@ def load(path: Path, a: Assignment, pattern: str = CANVAS_PATTERN) -> Submission
         missing_figures=placement.missing,
         stored_runs=placement.runs,
         comparisons=tuple(placement.comparisons),
+        tuned_beta={"cell": beta.cell, "text": beta.text} if beta.cell is not None else {},
     )
     return Submission(
         id=path.name if path.is_dir() else identity.id,
