@@ -118,9 +118,9 @@ def notebook_paths(repeat: int) -> None:
             for o in c.get("outputs", [])
             if "image/png" in o.get("data", {})
         ]
-        first = next(c for c in nb.cells if c.cell_type == "code" and c.get("outputs"))
-        while len(images) < 15:  # the target's 15 figures: one more copy of the first one
-            extra = next(o for o in first.outputs if "image/png" in o.get("data", {}))
+        first = next(c for c in nb.cells if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
+        extra = next(o for o in first.outputs if "image/png" in o.get("data", {}))
+        while len(images) < 15:  # the target's 15 figures: more copies of the first one
             first.outputs.append(extra)
             images.append(extra)
         nbformat.write(nb, nb_path)

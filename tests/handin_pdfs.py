@@ -365,7 +365,7 @@ def student_pdf(
         "<h2>5. Interpolation answer</h2>",
         answer("interpolation"),
     ]
-    filler = "<p>Notes on the experiments: training took a few minutes per run on Colab's GPU.</p>" * 30
+    filler = "<p>Notes on the experiments: training took a few minutes per run on Colab's GPU.</p>" * 12
     body += [page + "<h2>Notes</h2>" + filler for _ in range(max(0, pages - 8))]
     return write_html_pdf(path, "\n".join(body))
 
