@@ -41,13 +41,16 @@ def _figure(draw, dpi: int = FIGURE_DPI, figsize: tuple[float, float] = (4.0, 4.
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=figsize)
-    try:
-        draw(fig)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # as Colab's inline backend
-    finally:
-        plt.close(fig)
+    # matplotlib's default style, as in Colab: the harness's figures module restyles plots in
+    # any process that drew a document before
+    with matplotlib.rc_context(matplotlib.rcParamsDefault):
+        fig = plt.figure(figsize=figsize)
+        try:
+            draw(fig)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # as Colab's inline backend
+        finally:
+            plt.close(fig)
     return buffer.getvalue()
 
 

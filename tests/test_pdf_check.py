@@ -379,3 +379,39 @@ def test_a_pdf_that_inflates_past_the_memory_cap_costs_only_its_own_check(tmp_pa
     said = (pdf.error + " ".join(pdf.notes)).lower()
     assert "limit" in said or "memory" in said, (pdf.error, pdf.notes)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # this process: untouched
+
+
+def test_a_plot_without_its_top_and_right_spines_still_matches_its_screenshot():
+    """A restyled plot (seaborn-like: left and bottom spines only) crops to all its ink, not to
+    the one spine that outweighs the curves."""
+    import matplotlib
+
+    from harness.grading.pdf_check import MATCH_THRESHOLD, similarity
+    from tests.handin_pdfs import curves_png, grey_of, rescaled
+
+    with matplotlib.rc_context({"axes.spines.top": False, "axes.spines.right": False}):
+        styled = {k: v for k, v in matplotlib.rcParams.items() if k.startswith("axes.spines")}
+        png = _styled_curves(styled)
+    assert similarity(grey_of(rescaled(png, 0.7)), grey_of(png)) >= MATCH_THRESHOLD
+    assert similarity(grey_of(png), grey_of(curves_png(seed=7))) < MATCH_THRESHOLD
+
+
+def _styled_curves(style: dict) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(3)
+    steps = np.arange(300)
+    with matplotlib.rc_context(style):
+        fig = plt.figure(figsize=(9.0, 3.2))
+        for i in range(2):
+            ax = fig.add_subplot(1, 2, i + 1)
+            ax.plot(steps, 60 + 140 * np.exp(-steps / 50) + rng.normal(0, 3, steps.size))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
+        plt.close(fig)
+    return buffer.getvalue()

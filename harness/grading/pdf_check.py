@@ -61,6 +61,7 @@ from harness.submission.handin_pdf import HandinPdf
 AREA = 48 * 48  # pixels two crops are compared at, in their mean aspect
 MIN_SHORT = 24  # ... the shorter side at least this: a 1x7 strip's digits keep their shapes
 WHITE = 230  # a grey level at or above this is background
+MIN_CROP = 0.15  # a crop thinner than this share of the image is one line, not the content
 CONTENT_SHARE = 0.5  # a row (column) is content when it holds this share of the fullest row's dark pixels
 TILE = 16  # pixels a side of the tiles correlated
 FLAT = 4.0  # a tile whose grey levels vary less than this (standard deviation) is flat
@@ -175,13 +176,18 @@ class _Signature:
 def content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     """The crop (top, bottom, left, right; exclusive ends) holding the image's main content: the
     first to the last row (column) with at least CONTENT_SHARE of the fullest row's (column's)
-    non-white pixels. The whole image when it is blank."""
+    non-white pixels; every non-white row and column when that crop is thinner than MIN_CROP of
+    the image (one spine outweighing a whole plot). The whole image when it is blank."""
     dark = np.asarray(grey) < WHITE
     rows, cols = dark.sum(axis=1), dark.sum(axis=0)
     if rows.max(initial=0) == 0:
         return 0, grey.shape[0], 0, grey.shape[1]
     r = np.flatnonzero(rows >= CONTENT_SHARE * rows.max())
     c = np.flatnonzero(cols >= CONTENT_SHARE * cols.max())
+    h, w = grey.shape
+    if r[-1] + 1 - r[0] < MIN_CROP * h or c[-1] + 1 - c[0] < MIN_CROP * w:
+        # one line outweighs the rest (a plot with only its left and bottom spines): all the ink instead
+        r, c = np.flatnonzero(rows), np.flatnonzero(cols)
     return int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1
 
 
@@ -267,9 +273,14 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def thumbnail(grey: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
-    """A small copy for the instructor report, longest side at most ``side``."""
+    """A small copy for the instructor report, longest side at most ``side``, cut to what is not
+    white (a figure drawn on a tall canvas would otherwise shrink to a line)."""
     from PIL import Image
 
+    ink = np.asarray(grey) < WHITE
+    if ink.any():
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        grey = np.asarray(grey)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     image = Image.fromarray(np.ascontiguousarray(grey, dtype=np.uint8), "L")
     image.thumbnail((side, side), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8).copy()
