@@ -90,28 +90,21 @@ def cropped(png: bytes, margin: float = 0.03) -> bytes:
     canvases (``figsize=(20, 50)`` around a 2x5 strip) that are mostly white. Unreadable: as given."""
     import io
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
-    try:
-        with Image.open(io.BytesIO(png)) as im:
-            rgb = im.convert("RGBA")
-            white = Image.new("RGBA", rgb.size, (255, 255, 255, 255))
-            flat = Image.alpha_composite(white, rgb).convert("RGB")
-            box = ImageOps.invert(flat.convert("L")).point(lambda v: 255 if v > 12 else 0).getbbox()
-            if box is None:
-                return png
-            pad = int(margin * max(box[2] - box[0], box[3] - box[1]))
-            box = (
-                max(0, box[0] - pad),
-                max(0, box[1] - pad),
-                min(flat.width, box[2] + pad),
-                min(flat.height, box[3] + pad),
-            )
-            out = io.BytesIO()
-            flat.crop(box).save(out, format="PNG", optimize=False)
-            return out.getvalue()
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+    from harness.submission.images import open_png
+
+    flat = open_png(png)
+    if flat is None:
         return png
+    box = ImageOps.invert(flat.convert("L")).point(lambda v: 255 if v > 12 else 0).getbbox()
+    if box is None:
+        return png
+    pad = int(margin * max(box[2] - box[0], box[3] - box[1]))
+    box = (max(0, box[0] - pad), max(0, box[1] - pad), min(flat.width, box[2] + pad), min(flat.height, box[3] + pad))
+    out = io.BytesIO()
+    flat.crop(box).save(out, format="PNG", optimize=False)
+    return out.getvalue()
 
 
 def slot_views(result: dict, arrays: dict[str, np.ndarray]) -> dict[str, dict]:

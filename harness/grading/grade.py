@@ -109,20 +109,19 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
 
     by_id = {i.id: i for i in code.items} | {k: v for k, v in answer_items.items() if k not in TRAINED_ITEMS} | trained
     items = [by_id[r.id] for r in a.rubric if r.id in by_id]
+    if sub.notebook is not None:  # what the student saw, beside what the harness re-ran (the report)
+        arrays.update(artifacts.stored_arrays(sub.notebook.figures))
+    pdf_started = time.perf_counter()
+    pdf_check, thumbnails = check_handin(sub, a, arrays, runs)  # flags for review; no points change
+    arrays.update(thumbnails)
+    if pdf_check:
+        timings["pdf_check"] = round(time.perf_counter() - pdf_started, 2)
     timings["total"] = round(time.perf_counter() - started, 2)
     pending = [r.id for r in a.rubric if r.id not in by_id]
     result = new_result(
         "grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference_summary(g), code.cells
     )
-    result.runs = runs
-    if sub.notebook is not None:  # what the student saw, beside what the harness re-ran (the report)
-        arrays.update(artifacts.stored_arrays(sub.notebook.figures))
-    pdf_started = time.perf_counter()
-    result.pdf_check, thumbnails = check_handin(sub, a, arrays, runs)  # flags for review; no points change
-    arrays.update(thumbnails)
-    if result.pdf_check:
-        timings["pdf_check"] = round(time.perf_counter() - pdf_started, 2)
-        timings["total"] = round(time.perf_counter() - started, 2)
+    result.runs, result.pdf_check = runs, pdf_check
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)
         result.artifacts = ARTIFACTS_NAME

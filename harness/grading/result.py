@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness import __version__
+from harness.config.assignment import Assignment
 from harness.grading.rubric import ItemResult, total
 from harness.io import write_json_atomic
+from harness.submission.contents import Submission
 
 SCHEMA = "harness.result/1"
 
@@ -59,6 +61,41 @@ class Result:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         return {"schema": SCHEMA, **data, "total": self.total, "max_total": self.max_total}
+
+
+def submission_result(
+    kind: str,
+    sub: Submission,
+    a: Assignment,
+    profile: str,
+    items: list[ItemResult],
+    pending: list[str],
+    answers: dict,
+    timings: dict,
+    protections: list[str],
+    versions: dict[str, str],
+    reference: dict | None = None,
+    cells: list[dict] | None = None,
+) -> Result:
+    """A result of ``sub`` with its provenance (the protections in force, versions, time); for a
+    notebook, what reading it found and how its cells ran (``cells``)."""
+    notebook = {**sub.notebook.to_json(), "cells": list(cells or [])} if sub.notebook else {}
+    return Result(
+        kind=kind,
+        submission=sub.summary(),
+        assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
+        profile=profile,
+        items=items,
+        pending=pending,
+        problems=list(sub.problems),
+        answers=answers,
+        timings=timings,
+        protections=protections,
+        versions=versions,
+        created=now(),
+        reference=reference or {},
+        notebook=notebook,
+    )
 
 
 def run_versions() -> dict[str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from harness.config.assignment import Assignment
-from harness.grading.result import Result, now, run_versions
+from harness.grading.result import Result, run_versions, submission_result
 from harness.grading.rubric import ItemResult
 from harness.progress import Progress
 from harness.sandbox.host import Limits, Sandbox, SandboxError, UnitOutcome, protections
@@ -133,20 +133,17 @@ def new_result(
 ) -> Result:
     """A result with this run's provenance: protections in force, versions, time; for a notebook,
     what reading it found and how its cells ran (``cells``)."""
-    notebook = {**sub.notebook.to_json(), "cells": list(cells or [])} if sub.notebook else {}
-    return Result(
-        kind=kind,
-        submission=sub.summary(),
-        assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
-        profile=profile,
-        items=items,
-        pending=pending,
-        problems=list(sub.problems),
-        answers=answers,
-        timings=timings,
-        protections=list(protections().lines),
-        versions=run_versions(),
-        created=now(),
-        reference=reference or {},
-        notebook=notebook,
+    return submission_result(
+        kind,
+        sub,
+        a,
+        profile,
+        items,
+        pending,
+        answers,
+        timings,
+        list(protections().lines),
+        run_versions(),
+        reference,
+        cells,
     )

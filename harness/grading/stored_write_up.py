@@ -18,7 +18,7 @@ from harness.config.assignment import Assignment, Profile
 from harness.config.plan import run_plan
 from harness.grading import artifacts
 from harness.grading.items.answers import score_answers
-from harness.grading.result import Result, installed_versions, now
+from harness.grading.result import Result, installed_versions, submission_result
 from harness.submission.identity import CANVAS_PATTERN
 from harness.submission.notebook_load import load
 
@@ -46,22 +46,12 @@ def stored_write_up(path: Path, a: Assignment, out: Path | None = None, name_pat
             "traceback": "",
         }
     _, answers = score_answers(a, sub)
-    result = Result(
-        kind="write-up",
-        submission=sub.summary(),
-        assignment={"id": a.meta.id, "title": a.meta.title, "digest": a.digest},
-        profile=STORED_PROFILE,
-        items=[],
-        pending=[r.id for r in a.rubric],
-        problems=list(sub.problems),
-        answers=answers,
-        timings={"total": round(time.perf_counter() - started, 2)},
-        protections=[],  # no student code ran
-        versions=installed_versions(),
-        created=now(),
-        runs=runs,
-        notebook={**facts.to_json(), "cells": []} if facts else {},
+    timings = {"total": round(time.perf_counter() - started, 2)}
+    # no student code ran: no protections to record, and torch is not imported for its version
+    result = submission_result(
+        "write-up", sub, a, STORED_PROFILE, [], [r.id for r in a.rubric], answers, timings, [], installed_versions()
     )
+    result.runs = runs
     if out is not None:
         artifacts.write_artifacts(out / ARTIFACTS_NAME, artifacts.stored_arrays(facts.figures if facts else ()))
         result.artifacts = ARTIFACTS_NAME

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.submission.images import on_white
+
 GREY_SIDE = 512  # longest side of a kept image: a screenshot's thin plot lines survive (at 256 they fade)
 MIN_SIDE = 24  # smaller images are decorations, not figures
 MAX_IMAGE_PIXELS = 40_000_000  # declared width * height beyond this is not decoded
@@ -284,12 +286,7 @@ def to_grey(image) -> np.ndarray:
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         image = Image.fromarray(np.clip(values * 255.0 / top, 0, 255).astype(np.uint8), "L")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
+    image = on_white(image)
     image = image.convert("RGB").convert("L") if image.mode not in ("L", "RGB") else image.convert("L")
     image.thumbnail((GREY_SIDE, GREY_SIDE), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8).copy()

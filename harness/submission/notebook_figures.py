@@ -21,7 +21,6 @@ the missing runs are reported as overwritten, with what the student can do about
 from __future__ import annotations
 
 import ast
-import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 from harness.config.assignment import Assignment
 from harness.submission.cells import Cell, CellMap
 from harness.submission.contents import StoredFigure
+from harness.submission.images import open_png
 from harness.submission.notebook_code import TunedBeta, number, runnable_source
 
 ANALYSIS_SIDE = 256  # figures are read downscaled to this longest side
@@ -56,17 +56,10 @@ class FigureShape:
 def grey_of(png: bytes, side: int = ANALYSIS_SIDE) -> tuple[np.ndarray, np.ndarray] | None:
     """The PNG downscaled to ``side``: its grey levels and each pixel's colour spread (max - min
     channel), transparency composited on white; None when it cannot be decoded."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(png)) as im:
-            im.draft("RGB", (side, side))
-            rgba = im.convert("RGBA")
-            rgba.thumbnail((side, side))
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+    image = open_png(png, side)
+    if image is None:
         return None
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.int16)
+    rgb = np.asarray(image, dtype=np.int16)
     return rgb.mean(axis=2).astype(np.uint8), (rgb.max(axis=2) - rgb.min(axis=2)).astype(np.uint8)
 
 
@@ -147,14 +140,12 @@ def cell_setting(text: str, name: str) -> float | None:
 
 
 def _trains(text: str) -> bool:
-    """Whether a VAE-run cell trains at top level (not only ``def run_with_beta``)."""
+    """Whether a VAE-run cell runs anything at top level (not only ``def run_with_beta``)."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
         return "for " in text
-    return any(not isinstance(n, (ast.FunctionDef, ast.Import, ast.ImportFrom)) for n in tree.body) and any(
-        isinstance(n, (ast.For, ast.While, ast.Assign, ast.Expr)) for n in tree.body
-    )
+    return any(not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)) for n in tree.body)
 
 
 def run_cells(cells: Sequence[Cell], cell_map: CellMap, a: Assignment, tuned: TunedBeta) -> list[RunCell]:
