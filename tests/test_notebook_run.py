@@ -200,3 +200,61 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_global_tensors_left_with_a_forward_pass_graph_are_kept_detached(notebook):
+    nb = notebook("import torch\nw = torch.ones(3, requires_grad=True)\ny = (w * 2).sum()\n")
+    nb.define()
+    assert nb.ns["y"].grad_fn is None and float(nb.ns["y"]) == 6.0
+    assert nb.ns["w"].requires_grad  # a leaf is not a graph: the student's parameter stays as it was
+
+
+def test_a_scoped_run_s_names_are_put_back_as_they_were_when_it_ends(notebook):
+    nb = notebook("x = 1\ny = 2\n")
+    nb.define()
+    with nb.scoped():
+        nb.ns["x"], nb.ns["made"] = 10, [1, 2]
+        del nb.ns["y"]
+    assert (nb.ns["x"], nb.ns["y"]) == (1, 2) and "made" not in nb.ns
+
+
+def _role_cells(*cells: tuple[str, str]) -> list[dict]:
+    return [{"number": n, "role": role, "text": text} for n, (role, text) in enumerate(cells, start=1)]
+
+
+def test_models_no_later_code_reads_are_freed_after_the_definition_pass_and_read_ones_kept():
+    import gc
+
+    cells = _role_cells(
+        (
+            "",
+            "import torch, weakref\nm = torch.nn.Linear(2, 2)\nw = weakref.ref(m)\n"
+            "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+            "used = torch.nn.Linear(2, 2)\nprev = torch.nn.Linear(2, 2)\n"
+            "def f(x):\n    model = torch.nn.Linear(2, 2)\n    return used(model(x))\n",
+        ),
+        ("ae_training", "ae_model = torch.nn.Linear(3, 3)\nae_model = ae_model.train()\nold = prev\n"),
+        ("", "print(m, ae_model)"),  # read at top level, but never run again after the definition pass
+    )
+    nb = Notebook(cells, _inputs(), lambda phase: None, 5.0)
+    try:
+        nb.define()
+        gc.collect()
+        assert sorted(nb.freed) == ["ae_model", "m", "old", "opt"]  # `old` is a name: `prev` keeps its model
+        assert nb.ns["w"]() is None  # the weights are gone, not only the name
+        assert {"used", "prev", "f"} <= set(nb.ns)  # a function reads `used`; the rerun AE cell reads `prev`
+    finally:
+        nb.restore()
+
+
+def test_a_notebook_that_reads_globals_by_string_keeps_every_model():
+    cells = _role_cells(
+        ("", "import torch\nm = torch.nn.Linear(2, 2)\n"),
+        ("", "def pick(name):\n    return globals()[name]\n"),
+    )
+    nb = Notebook(cells, _inputs(), lambda phase: None, 5.0)
+    try:
+        nb.define()
+        assert nb.freed == [] and "m" in nb.ns
+    finally:
+        nb.restore()

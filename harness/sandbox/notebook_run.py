@@ -28,7 +28,8 @@ module, each an adapter that runs the notebook's own cell or function:
 
 A unit keeps no more than a folder's unit would: after the definition pass (and the loader cell's
 rerun) global tensors holding a forward pass's autograd history are kept detached
-(:meth:`Notebook.drop_graphs`); a training run's top-level names are scoped to the run, as a
+(:meth:`Notebook.drop_graphs`); models and optimizers no later code reads are freed
+(:meth:`Notebook.free_unread`); a training run's top-level names are scoped to the run, as a
 folder's training function's locals are (:meth:`Notebook.scoped`); and the C heap's free pages
 go back to the system after each (:func:`release_memory`).
 
@@ -42,6 +43,7 @@ import contextlib
 import json
 import os
 import signal
+import symtable
 import sys
 import time
 import traceback
@@ -240,6 +242,7 @@ class Notebook:
         self.names: dict[str, str] = {}  # config key -> the folder format's name (set by expose)
         self._current: CellRun | None = None
         self.defined = 0  # how many runs the definition pass made: later ones ran for a probe
+        self.freed: list[str] = []  # globals the definition pass left and free_unread freed
         self._patch()
 
     # -- the environment
@@ -396,6 +399,7 @@ class Notebook:
             self.run_cell(cell, {"epochs": 0, "nworkers": 0}, self.cell_timeout_s)
         self.defined = len(self.runs)
         self.drop_graphs()
+        self.free_unread()
         release_memory()
 
     def drop_graphs(self) -> None:
@@ -406,6 +410,20 @@ class Notebook:
         for k, v in list(self.ns.items()):
             if isinstance(v, Tensor) and v.grad_fn is not None:
                 self.ns[k] = v.detach()
+
+    def free_unread(self) -> None:
+        """Models and optimizers the definition pass left in globals that no later code reads by
+        name (the loader cell's ``encoder``/``decoder``, the AE cell's ``ae_model`` and ``opt``,
+        the last ``vae_model``: untrained instances, two to four models' weights) are freed: a
+        folder's unit holds only the model it trains. Kept when any code may read them, or when
+        some code looks globals up dynamically (:func:`names_read_later`); ``freed`` lists them."""
+        read = names_read_later(self.cells, RERUN_ROLES)
+        if read is None:
+            return
+        for k, v in list(self.ns.items()):
+            if k not in read and isinstance(v, HEAVY):
+                del self.ns[k]
+                self.freed.append(k)
 
     # -- the folder format's names, as adapters
 
@@ -566,6 +584,69 @@ class Notebook:
 
 
 _MISSING = object()
+
+# What free_unread may free: a model's weights, an optimizer (it holds the weights too).
+HEAVY = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+RERUN_ROLES = ("forward_test", "ae_training", "vae_runs")  # the cells the adapters run again
+DYNAMIC = frozenset({"globals", "vars", "locals", "eval", "exec", "__import__"})  # lookups by string
+
+
+def names_read_later(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str] | None:
+    """Every global name code run after the definition pass may read: a name any function,
+    lambda or class body of any cell reads as a global (``symtable``: locals such as
+    ``run_with_beta``'s own ``vae_model`` are not reads), and a name a rerun cell's top-level code
+    reads before the cell itself binds it (the AE cell's ``ae_model = AutoEncoder(nz)`` reads
+    ``AutoEncoder`` and ``nz``; its later ``ae_model.train()`` reads its own). ``None`` when some
+    cell reads globals by string (``globals()``, ``eval``): then any name may be read."""
+    read: set[str] = set()
+    for cell in cells:
+        try:
+            table = symtable.symtable(cell["text"], f"<cell {cell['number']}>", "exec")
+        except SyntaxError:
+            continue
+        if DYNAMIC & {s.get_name() for s in table.get_symbols() if s.is_referenced()}:
+            return None
+        scopes = list(table.get_children())
+        while scopes:
+            scope = scopes.pop()
+            names = {s.get_name() for s in scope.get_symbols() if s.is_referenced()}
+            if names & DYNAMIC:
+                return None
+            read |= {s.get_name() for s in scope.get_symbols() if s.is_referenced() and s.is_global()}
+            scopes.extend(scope.get_children())
+        if cell.get("role") in rerun_roles:
+            read |= _read_before_bound(ast.parse(cell["text"]))
+    return read
+
+
+def _read_before_bound(tree: ast.Module) -> set[str]:
+    """Names top-level statements read before an earlier top-level statement bound them for
+    sure (an assignment, import, def or class; a name bound inside a block may not be)."""
+    bound: set[str] = set()
+    read: set[str] = set()
+    for stmt in tree.body:
+        read |= _top_level_loads(stmt) - bound
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            bound |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(stmt.name)
+    return read
+
+
+def _top_level_loads(node: ast.AST) -> set[str]:
+    """Names ``node`` loads when it runs, leaving out function and class bodies (symtable's part)."""
+    if isinstance(node, ast.Name):
+        return {node.id} if isinstance(node.ctx, ast.Load) else set()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        parts = [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]
+    elif isinstance(node, ast.ClassDef):
+        parts = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
+    else:
+        parts = list(ast.iter_child_nodes(node))
+    return set().union(*(_top_level_loads(p) for p in parts if p is not None))
 
 
 def release_memory() -> None:

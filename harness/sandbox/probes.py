@@ -272,7 +272,8 @@ def probe_import(ctx: Context) -> dict:
     for key, name in ctx.names.items():
         obj = getattr(module, name, None)
         found[key] = "missing" if obj is None else ("ok" if callable(obj) else "not callable")
-    public = sorted(n for n in vars(module) if not n.startswith("_"))
+    defined = set(vars(module)) | set(ctx.notebook.freed if ctx.notebook is not None else ())
+    public = sorted(n for n in defined if not n.startswith("_"))
     obs = {"names": found, "defined": public}
     if ctx.notebook is not None:  # the definition pass, cell by cell: the result's per-cell diagnostics
         obs["cells"] = ctx.notebook.cell_runs()
