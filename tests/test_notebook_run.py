@@ -94,7 +94,7 @@ def notebook():
         return nb
 
     yield make
-    for nb in made:
+    for nb in reversed(made):  # each puts back what it found: the last made first
         nb.restore()
 
 
@@ -258,3 +258,38 @@ def test_a_notebook_that_reads_globals_by_string_keeps_every_model():
         assert nb.freed == [] and "m" in nb.ns
     finally:
         nb.restore()
+
+
+RESTORE_SCRIPT = """
+import sys, torch, matplotlib.pyplot as plt
+if FULL:
+    import torchvision, torchvision.datasets
+from harness.sandbox.notebook_run import Notebook
+before = (torch.Tensor.cuda, torch.nn.Module.cuda, torch.utils.data.DataLoader.__init__, plt.show,
+          torchvision.datasets.MNIST if FULL else None)
+inputs = {"images": torch.rand(4, 1, 28, 28), "labels": torch.arange(4)}
+cell = {"number": 1, "role": "", "text": "import torchvision\\nds = torchvision.datasets.MNIST('.', download=True)"}
+first = Notebook([cell], inputs, lambda p: None, 5)
+second = Notebook([cell], inputs, lambda p: None, 5)
+second.define()
+assert len(second.ns["ds"]) == 4, second.runs[0].error
+second.restore()
+first.restore()
+after = (torch.Tensor.cuda, torch.nn.Module.cuda, torch.utils.data.DataLoader.__init__, plt.show,
+         torchvision.datasets.MNIST if FULL else None)
+assert after == before, [a is b for a, b in zip(after, before)]
+assert "google.colab" not in sys.modules
+import torchvision.datasets
+assert torchvision.datasets.MNIST.__module__ == "torchvision.datasets.mnist", torchvision.datasets.MNIST
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["torchvision-imported-before", "light-torchvision"])
+def test_notebooks_restored_last_made_first_leave_torch_torchvision_and_matplotlib_as_they_were(full):
+    import subprocess
+    import sys
+
+    script = f"FULL = {full}\n" + RESTORE_SCRIPT
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

@@ -338,7 +338,8 @@ class Notebook:
 
     def restore(self) -> None:
         """Undo the substitutions in torch, torchvision and matplotlib (a unit's process ends
-        instead; tests that run a notebook in their own process call this)."""
+        instead; tests that run a notebook in their own process call this). Each notebook puts
+        back what it found when it was made: several in one process are restored last made first."""
         for owner, name, value in self._undo:
             setattr(owner, name, value)
         for name, module in getattr(self, "_modules", {}).items():
