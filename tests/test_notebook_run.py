@@ -106,6 +106,17 @@ def test_a_failing_cell_is_recorded_and_the_next_one_still_runs(notebook):
     assert errors[3] == "" and nb.ns["y"] == 2
 
 
+def test_a_cell_nested_past_python_s_limits_is_a_failed_cell_and_the_next_one_still_runs(notebook):
+    deep_unary = "z = " + "-" * 100_000 + "1"  # the parser's stack: MemoryError
+    deep_sum = "z = " + "+".join(["1"] * 100_000)  # the compiler's recursion: RecursionError
+    nb = notebook("import torch\nm = torch.nn.Linear(2, 2)", deep_unary, deep_sum, "y = 2")
+    nb.define()
+    errors = [r.error for r in nb.runs]
+    assert errors[1].startswith("MemoryError while compiling the cell: nested too deeply"), errors[1]
+    assert errors[2].startswith("RecursionError while compiling the cell"), errors[2]
+    assert errors[3] == "" and nb.ns["y"] == 2 and nb.freed == ["m"]
+
+
 def test_a_cell_that_loops_forever_is_stopped_at_its_limit_and_marked_for_skipping(notebook):
     nb = notebook("while True:\n    try:\n        pass\n    except Exception:\n        pass", "z = 3", timeout=0.5)
     nb.define()

@@ -366,6 +366,9 @@ class Notebook:
             code = compile(tree, f"<cell {run.number}>", "exec")
         except SyntaxError as e:
             run.error = f"SyntaxError: {e.msg} (line {e.lineno})"
+        except UNCOMPILABLE as e:  # nested past the parser's or compiler's limits: Python cannot read it
+            run.error = f"{type(e).__name__} while compiling the cell: {str(e) or 'nested too deeply'}"
+        if run.error:
             self.runs.append(run)
             self._current = None
             return run
@@ -585,6 +588,7 @@ class Notebook:
 
 
 _MISSING = object()
+UNCOMPILABLE = (ValueError, MemoryError, RecursionError)  # beside SyntaxError: what compile() raises on a cell
 
 # What free_unread may free: a model's weights, an optimizer (it holds the weights too).
 HEAVY = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
@@ -603,7 +607,7 @@ def names_read_later(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str
     for cell in cells:
         try:
             table = symtable.symtable(cell["text"], f"<cell {cell['number']}>", "exec")
-        except SyntaxError:
+        except (SyntaxError, *UNCOMPILABLE):  # a cell Python cannot read never runs (run_cell)
             continue
         if DYNAMIC & {s.get_name() for s in table.get_symbols() if s.is_referenced()}:
             return None
@@ -616,7 +620,7 @@ def names_read_later(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str
             read |= {s.get_name() for s in scope.get_symbols() if s.is_referenced() and s.is_global()}
             scopes.extend(scope.get_children())
         if cell.get("role") in rerun_roles:
-            read |= _read_before_bound(ast.parse(cell["text"]))
+            read |= _read_before_bound(ast.parse(cell["text"]))  # symtable read it: so does ast
     return read
 
 
@@ -638,16 +642,24 @@ def _read_before_bound(tree: ast.Module) -> set[str]:
 
 
 def _top_level_loads(node: ast.AST) -> set[str]:
-    """Names ``node`` loads when it runs, leaving out function and class bodies (symtable's part)."""
-    if isinstance(node, ast.Name):
-        return {node.id} if isinstance(node.ctx, ast.Load) else set()
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-        parts = [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]
-    elif isinstance(node, ast.ClassDef):
-        parts = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
-    else:
-        parts = list(ast.iter_child_nodes(node))
-    return set().union(*(_top_level_loads(p) for p in parts if p is not None))
+    """Names ``node`` loads when it runs, leaving out function and class bodies (symtable's part).
+    A stack, not recursion: a student's expression may nest deeper than Python's recursion limit."""
+    loads: set[str] = set()
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loads.add(node.id)
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            parts = [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]
+        elif isinstance(node, ast.ClassDef):
+            parts = [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
+        else:
+            parts = list(ast.iter_child_nodes(node))
+        stack.extend(p for p in parts if p is not None)
+    return loads
 
 
 def release_memory() -> None:
