@@ -258,6 +258,23 @@ def test_models_no_later_code_reads_are_freed_after_the_definition_pass_and_read
         nb.restore()
 
 
+def test_a_model_a_rerun_cell_deletes_or_a_function_declares_global_is_kept():
+    cells = _role_cells(
+        (
+            "",
+            "import torch\nmodel = torch.nn.Linear(2, 2)\nnet = torch.nn.Linear(2, 2)\nfree = torch.nn.Linear(2, 2)\n",
+        ),
+        ("", "def reset():\n    global net\n    net = None\n"),
+        ("ae_training", "del model\nmodel = torch.nn.Linear(3, 3)\n"),
+    )
+    nb = Notebook(cells, _inputs(), lambda phase: None, 5.0)
+    try:
+        nb.define()
+        assert nb.freed == ["free"] and {"model", "net"} <= set(nb.ns)
+    finally:
+        nb.restore()
+
+
 def test_a_notebook_that_reads_globals_by_string_keeps_every_model():
     cells = _role_cells(
         ("", "import torch\nm = torch.nn.Linear(2, 2)\n"),

@@ -593,7 +593,7 @@ UNCOMPILABLE = (ValueError, MemoryError, RecursionError)  # beside SyntaxError: 
 # What free_unread may free: a model's weights, an optimizer (it holds the weights too).
 HEAVY = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
 RERUN_ROLES = ("forward_test", "ae_training", "vae_runs")  # the cells the adapters run again
-DYNAMIC = frozenset({"globals", "vars", "locals", "eval", "exec", "__import__"})  # lookups by string
+DYNAMIC = frozenset({"globals", "vars", "locals", "dir", "eval", "exec", "__import__"})  # lookups by string
 
 
 def names_read_later(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str] | None:
@@ -617,7 +617,11 @@ def names_read_later(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str
             names = {s.get_name() for s in scope.get_symbols() if s.is_referenced()}
             if names & DYNAMIC:
                 return None
-            read |= {s.get_name() for s in scope.get_symbols() if s.is_referenced() and s.is_global()}
+            read |= {
+                s.get_name()
+                for s in scope.get_symbols()
+                if (s.is_referenced() and s.is_global()) or s.is_declared_global()  # `global x; del x`
+            }
             scopes.extend(scope.get_children())
         if cell.get("role") in rerun_roles:
             read |= _read_before_bound(ast.parse(cell["text"]))  # symtable read it: so does ast
@@ -649,9 +653,11 @@ def _top_level_loads(node: ast.AST) -> set[str]:
     while stack:
         node = stack.pop()
         if isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load):
+            if isinstance(node.ctx, (ast.Load, ast.Del)):  # `del model` needs it there too
                 loads.add(node.id)
             continue
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            loads.add(node.target.id)  # `x += 1` reads x
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             parts = [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]
         elif isinstance(node, ast.ClassDef):
