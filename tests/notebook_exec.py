@@ -110,7 +110,10 @@ def run(nb: nbformat.NotebookNode, data: Path, images: int) -> nbformat.Notebook
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):
-                exec(compile(_scaled(runnable_source(cell.source).text), f"<cell {count}>", "exec"), namespace)
+                exec(
+                    compile(_scaled(runnable_source(cell.source).text), f"<cell {count}>", "exec", dont_inherit=True),
+                    namespace,
+                )
         except BaseException as e:  # noqa: BLE001 - a student's cell may fail: recorded, the next one runs
             outputs.append(
                 nbformat.v4.new_output(

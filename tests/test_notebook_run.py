@@ -275,6 +275,56 @@ def test_a_model_a_rerun_cell_deletes_or_a_function_declares_global_is_kept():
         nb.restore()
 
 
+MODEL = "import torch\nmodel = torch.nn.Linear(2, 2)\nspare = torch.nn.Linear(2, 2)\n"
+
+
+@pytest.mark.parametrize(
+    "role, text",
+    [
+        ("ae_training", "model: torch.nn.Module\nprint(model.weight.shape)"),  # an annotation binds nothing
+        ("ae_training", "d = {}\nd[[0 for model in range(1)][0]] = 1\nprint(model)"),  # nor does a subscript
+        ("ae_training", "class Cfg:\n    model = model"),  # a class body reads before it binds
+        ("", "def f():\n    return f.__globals__['model']"),
+        ("", "import builtins\ndef f():\n    return builtins.eval('model')"),
+        ("", "import sys\ndef f():\n    return sys._getframe().f_globals['model']"),
+    ],
+    ids=["annotation", "subscript-target", "class-body", "__globals__", "builtins-eval", "f_globals"],
+)
+def test_a_model_later_code_may_still_read_is_kept(role, text):
+    nb = Notebook(_role_cells(("", MODEL), (role, text)), _inputs(), lambda phase: None, 5.0)
+    try:
+        nb.define()
+        assert "model" in nb.ns and "model" not in nb.freed
+    finally:
+        nb.restore()
+
+
+def test_a_cell_that_raised_the_recursion_limit_does_not_crash_the_analysis():
+    script = """
+import torch
+from harness.sandbox.notebook_run import Notebook
+cells = [{"number": 1, "role": "", "text": "import torch\\nm = torch.nn.Linear(2, 2)"},
+         {"number": 2, "role": "", "text": "x = a" + ".b" * 400000},
+         {"number": 3, "role": "", "text": "import sys\\nsys.setrecursionlimit(10**6)"}]
+nb = Notebook(cells, {"images": torch.rand(4, 1, 28, 28), "labels": torch.arange(4)}, lambda p: None, 5)
+nb.define()
+assert nb.runs[1].error.startswith("RecursionError while compiling"), nb.runs[1].error
+assert nb.freed == ["m"], nb.freed
+print("ok")
+"""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().endswith("ok"), (proc.returncode, proc.stderr[-2000:])
+
+
+def test_annotations_in_cells_are_evaluated_as_on_colab(notebook):
+    nb = notebook("def f(x: undefined_name):\n    return x")  # the harness's own __future__ import must not leak in
+    nb.define()
+    assert nb.runs[0].error == "NameError: name 'undefined_name' is not defined"
+
+
 def test_a_notebook_that_reads_globals_by_string_keeps_every_model():
     cells = _role_cells(
         ("", "import torch\nm = torch.nn.Linear(2, 2)\n"),

@@ -243,6 +243,7 @@ class Notebook:
         self._current: CellRun | None = None
         self.defined = 0  # how many runs the definition pass made: later ones ran for a probe
         self.freed: list[str] = []  # globals the definition pass left and free_unread freed
+        self.uncompiled: set[int] = set()  # cells Python could not compile: they never run
         self._patch()
 
     # -- the environment
@@ -363,12 +364,13 @@ class Notebook:
         started = time.perf_counter()
         try:
             tree, run.substituted = with_settings(cell["text"], settings)
-            code = compile(tree, f"<cell {run.number}>", "exec")
+            code = compile(tree, f"<cell {run.number}>", "exec", dont_inherit=True)  # not this module's __future__
         except SyntaxError as e:
             run.error = f"SyntaxError: {e.msg} (line {e.lineno})"
         except UNCOMPILABLE as e:  # nested past the parser's or compiler's limits: Python cannot read it
             run.error = f"{type(e).__name__} while compiling the cell: {str(e) or 'nested too deeply'}"
         if run.error:
+            self.uncompiled.add(run.number)
             self.runs.append(run)
             self._current = None
             return run
@@ -421,7 +423,7 @@ class Notebook:
         the last ``vae_model``: untrained instances, two to four models' weights) are freed: a
         folder's unit holds only the model it trains. Kept when any code may read them, or when
         some code looks globals up dynamically (:func:`names_read_later`); ``freed`` lists them."""
-        read = names_read_later(self.cells, RERUN_ROLES)
+        read = names_read_later([c for c in self.cells if c["number"] not in self.uncompiled], RERUN_ROLES)
         if read is None:
             return
         for k, v in list(self.ns.items()):
@@ -593,7 +595,8 @@ UNCOMPILABLE = (ValueError, MemoryError, RecursionError)  # beside SyntaxError: 
 # What free_unread may free: a model's weights, an optimizer (it holds the weights too).
 HEAVY = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
 RERUN_ROLES = ("forward_test", "ae_training", "vae_runs")  # the cells the adapters run again
-DYNAMIC = frozenset({"globals", "vars", "locals", "dir", "eval", "exec", "__import__"})  # lookups by string
+DYNAMIC = frozenset({"globals", "vars", "locals", "dir", "eval", "exec", "__import__", "__builtins__"})
+ANALYSIS_RECURSION_LIMIT = 1000  # Python's default
 
 
 def names_read_later(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str] | None:
@@ -602,30 +605,53 @@ def names_read_later(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str
     ``run_with_beta``'s own ``vae_model`` are not reads), and a name a rerun cell's top-level code
     reads before the cell itself binds it (the AE cell's ``ae_model = AutoEncoder(nz)`` reads
     ``AutoEncoder`` and ``nz``; its later ``ae_model.train()`` reads its own). ``None`` when some
-    cell reads globals by string (``globals()``, ``eval``): then any name may be read."""
+    cell looks globals up by string (``globals()``, ``eval``, ``f.__globals__``): then any name may
+    be read; also when a cell is too deep to analyse. ``cells``: those that compiled."""
+    limit = sys.getrecursionlimit()
+    try:
+        # a cell may have raised the limit: symtable's C recursion must not overflow the stack
+        sys.setrecursionlimit(min(limit, ANALYSIS_RECURSION_LIMIT))
+        return _names_read(cells, rerun_roles)
+    except (SyntaxError, *UNCOMPILABLE):  # a cell that compiled, too deep under the analysis's limit
+        return None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _names_read(cells: list[dict], rerun_roles: tuple[str, ...]) -> set[str] | None:
     read: set[str] = set()
     for cell in cells:
-        try:
-            table = symtable.symtable(cell["text"], f"<cell {cell['number']}>", "exec")
-        except (SyntaxError, *UNCOMPILABLE):  # a cell Python cannot read never runs (run_cell)
-            continue
-        if DYNAMIC & {s.get_name() for s in table.get_symbols() if s.is_referenced()}:
+        table = symtable.symtable(cell["text"], f"<cell {cell['number']}>", "exec")
+        tree = ast.parse(cell["text"])
+        if any(_looks_up_by_string(node) for node in ast.walk(tree)):
             return None
         scopes = list(table.get_children())
         while scopes:
             scope = scopes.pop()
-            names = {s.get_name() for s in scope.get_symbols() if s.is_referenced()}
-            if names & DYNAMIC:
-                return None
-            read |= {
-                s.get_name()
-                for s in scope.get_symbols()
-                if (s.is_referenced() and s.is_global()) or s.is_declared_global()  # `global x; del x`
-            }
+            for sym in scope.get_symbols():
+                if (
+                    (sym.is_referenced() and sym.is_global())
+                    or sym.is_declared_global()  # `global x; del x`
+                    or (scope.get_type() == "class" and sym.is_referenced())  # `model = model` in a class body
+                ):
+                    read.add(sym.get_name())
             scopes.extend(scope.get_children())
         if cell.get("role") in rerun_roles:
-            read |= _read_before_bound(ast.parse(cell["text"]))  # symtable read it: so does ast
+            read |= _read_before_bound(tree)
     return read
+
+
+def _looks_up_by_string(node: ast.AST) -> bool:
+    """``globals()``, ``builtins.eval``, ``f.__globals__``, ``frame.f_globals``, ``from builtins import ...``."""
+    if isinstance(node, ast.Name):
+        return node.id in DYNAMIC
+    if isinstance(node, ast.Attribute):
+        return node.attr in DYNAMIC or node.attr in ("__globals__", "f_globals")
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "builtins"
+    if isinstance(node, ast.Import):
+        return any(a.name == "builtins" for a in node.names)
+    return False
 
 
 def _read_before_bound(tree: ast.Module) -> set[str]:
@@ -635,14 +661,26 @@ def _read_before_bound(tree: ast.Module) -> set[str]:
     read: set[str] = set()
     for stmt in tree.body:
         read |= _top_level_loads(stmt) - bound
-        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            bound |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        if isinstance(stmt, ast.Assign):
+            bound |= {name for t in stmt.targets for name in _bound_by(t)}
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:  # `x: int` alone binds nothing
+            bound |= set(_bound_by(stmt.target))
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
             bound |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
         elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(stmt.name)
     return read
+
+
+def _bound_by(target: ast.expr) -> list[str]:
+    """The names an assignment target binds: ``a``, ``a, *b``; not ``a.x`` or ``d[k]``."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for t in target.elts for name in _bound_by(t)]
+    if isinstance(target, ast.Starred):
+        return _bound_by(target.value)
+    return []
 
 
 def _top_level_loads(node: ast.AST) -> set[str]:
