@@ -9,9 +9,10 @@ import ast
 import pytest
 import torch
 
-from harness.sandbox.notebook_run import Figures, Notebook, with_settings
+from harness.sandbox.notebook_run import RERUN_ROLES, Figures, Notebook, names_read_later, with_settings
 from harness.submission.cells import Cell, CellMap
 from harness.submission.notebook_code import number, runnable_source, tuned_beta
+from tests import notebooks as nbs
 
 
 def test_magics_and_shell_lines_become_pass_with_indentation_kept_and_are_listed():
@@ -371,3 +372,20 @@ def test_notebooks_restored_last_made_first_leave_torch_torchvision_and_matplotl
     script = f"FULL = {full}\n" + RESTORE_SCRIPT
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(
+    not nbs.HANDOUTS.is_dir(), reason="../shared/handouts not found: needed to build completed notebooks"
+)
+@pytest.mark.parametrize("year", ["2020", "2022", "2026"])
+def test_a_completed_handout_frees_every_model_its_definition_pass_leaves(year, tmp_path):
+    """The memory the freeing is for: the loader cell's encoder/decoder, ae_model, its optimizer,
+    the last vae_model. A handout's own `model.eval()` is not a lookup by string."""
+    from harness.config.assignment import load_assignment
+    from harness.submission.notebook_load import load
+
+    sub = load(nbs.write(nbs.drifted(year), tmp_path / "nb.ipynb"), load_assignment(nbs.CONFIG[year]))
+    read = names_read_later([{"number": c.number, "role": c.role, "text": c.text} for c in sub.code], RERUN_ROLES)
+    assert read is not None
+    assert not {"encoder", "decoder", "ae_model", "opt", "vae_model"} & read
+    assert {"nz", "device", "mnist_data_loader"} <= read  # what the rerun cells and functions do read

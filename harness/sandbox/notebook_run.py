@@ -645,8 +645,8 @@ def _looks_up_by_string(node: ast.AST) -> bool:
     """``globals()``, ``builtins.eval``, ``f.__globals__``, ``frame.f_globals``, ``from builtins import ...``."""
     if isinstance(node, ast.Name):
         return node.id in DYNAMIC
-    if isinstance(node, ast.Attribute):
-        return node.attr in DYNAMIC or node.attr in ("__globals__", "f_globals")
+    if isinstance(node, ast.Attribute):  # not `model.eval()`: `builtins.eval` needs `import builtins`
+        return node.attr in ("__globals__", "f_globals")
     if isinstance(node, ast.ImportFrom):
         return node.module == "builtins"
     if isinstance(node, ast.Import):
