@@ -594,7 +594,7 @@ UNCOMPILABLE = (ValueError, MemoryError, RecursionError)  # beside SyntaxError: 
 
 # What free_unread may free: a model's weights, an optimizer (it holds the weights too).
 HEAVY = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
-RERUN_ROLES = ("forward_test", "ae_training", "vae_runs")  # the cells the adapters run again
+RERUN_ROLES = ("forward_test", "ae_training", "vae_runs")  # the cells expose()'s adapters run again
 DYNAMIC = frozenset({"globals", "vars", "locals", "dir", "eval", "exec", "__import__", "__builtins__"})
 ANALYSIS_RECURSION_LIMIT = 1000  # Python's default
 
