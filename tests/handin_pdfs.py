@@ -123,7 +123,18 @@ def blurred(images: np.ndarray, seed: int) -> np.ndarray:
 
 
 def grey_of(png: bytes) -> np.ndarray:
-    """A PNG (or JPEG) decoded to grey uint8, as the notebook's stored figure is compared."""
+    """A PNG (or JPEG) in grey as the grader compares a notebook's stored figure (figure_grey:
+    the PDF reader's own conversion, the longest side at most GREY_SIDE)."""
+    from harness.submission.handin_pdf import figure_grey
+
+    grey = figure_grey(png)
+    if grey is None:
+        raise ValueError("not an image PIL can decode")
+    return grey
+
+
+def _full_grey(png: bytes) -> np.ndarray:
+    """A PNG decoded to grey at its full size, transparency on white: a screenshot's pixels."""
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as image:
@@ -153,7 +164,7 @@ def cropped_tight(png: bytes, inset: float = 0.01) -> bytes:
     """The screenshot cut to its darkest block (the axes' image) and ``inset`` of it further in."""
     from PIL import Image
 
-    grey = grey_of(png)
+    grey = _full_grey(png)
     dark = grey < 200
     rows = np.flatnonzero(dark.sum(axis=1) >= 0.5 * dark.sum(axis=1).max())
     cols = np.flatnonzero(dark.sum(axis=0) >= 0.5 * dark.sum(axis=0).max())

@@ -167,6 +167,8 @@ def test_a_hand_in_pdf_of_the_notebooks_figures_matches_them_all(ran, tmp_path):
     check, thumbs = check_handin(sub, a, {}, {})
     assert check["flags"] == [], check
     assert [f["matched"] for f in check["figures"]] == ["notebook"] * 6
+    # pasted unchanged, each is its stored figure: no margin lost to how either side is read
+    assert min(f["similarity"] for f in check["figures"]) > 0.999, check["figures"]
     assert [f["slot"] for f in check["figures"]] == [
         "ae/samples",
         "tuned/curves",

@@ -165,6 +165,21 @@ def test_similarity_tells_the_same_figure_from_another_and_a_grid_from_a_strip(f
     assert 0.0 <= similarity(blank, same) <= 1.0
 
 
+def test_a_coloured_plot_pasted_unchanged_into_the_pdf_matches_its_notebook_figure_as_itself(tmp_path):
+    """The notebook's candidate and the PDF's image go through one grey conversion and one
+    resampling: a plot wider than GREY_SIDE, its lines blue, scores as itself (a second conversion
+    cost this one 0.02, and a handout's curves 0.07 and their match)."""
+    from harness.grading.handin import notebook_candidates
+    from harness.submission.contents import NotebookFacts, StoredFigure, Submission
+
+    png = make.curves_png(3, dpi=100)  # 900 pixels wide
+    facts = NotebookFacts("n.ipynb", "variant-a", "4.5", figures=(StoredFigure(30, "vae", 0, png, "tuned/curves"),))
+    (candidate,) = notebook_candidates(Submission("n", tmp_path, kind="notebook", notebook=facts))
+    (image,) = read_pdf(make.figures_pdf(tmp_path / "w.pdf", [(png, "Training curves")], [])).images
+    assert max(image.grey.shape) == GREY_SIDE
+    assert similarity(image.grey, candidate.grey) > 0.999
+
+
 # ---------------------------------------------------------------------------------------------
 # what the text states: each mismatch raises its flag and only it
 

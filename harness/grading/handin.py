@@ -25,8 +25,7 @@ from harness.config.assignment import Assignment
 from harness.grading.artifacts import tile
 from harness.grading.pdf_check import Candidate, check_pdf
 from harness.submission.contents import Submission
-from harness.submission.handin_pdf import GREY_SIDE, HandinPdf
-from harness.submission.notebook_figures import grey_of
+from harness.submission.handin_pdf import HandinPdf, figure_grey
 
 PDF_SUFFIX = ".pdf"
 READ_MEMORY_MB = 2048  # address space of the process reading a student's PDF (numpy, PIL, pypdf: ~0.5 GB)
@@ -79,9 +78,9 @@ def notebook_candidates(sub: Submission) -> list[Candidate]:
         return []
     found = []
     for f in sub.notebook.figures:
-        decoded = grey_of(f.png, side=GREY_SIDE)  # as the PDF's images are read: thin plot lines survive
-        if decoded is not None:
-            found.append(Candidate("notebook", f.key, f.cell, f.slot, decoded[0]))
+        grey = figure_grey(f.png)  # exactly as the PDF's images are read
+        if grey is not None:
+            found.append(Candidate("notebook", f.key, f.cell, f.slot, grey))
     return found
 
 

@@ -39,10 +39,12 @@ Similarity (:func:`similarity`) of two grey images (white = 255), in [0, 1]:
 
 :data:`MATCH_THRESHOLD` is calibrated by ``benchmarks/pdf_similarity.py`` (its docstring records
 the table): handout-style figures of real digits, screenshot as students do (the browser's 2x
-drawing, shrunk, JPEG, cut tight, with margins), read back from a WeasyPrint PDF. Over three
-seeds the same figure scored at least 0.950, a different figure of the same kind at most 0.881
-(another run's training curves; sample grids at most 0.875, with the same digit classes in the
-same places, 0.77 with other digits): 0.91 lies between. Reconstruction strips of the same inputs
+drawing, shrunk, JPEG, cut tight, with margins), read back from a WeasyPrint PDF, the stored
+figures read as the grader reads them. Over three seeds the same figure scored at least 0.950, a
+different figure of the same kind at most 0.876 (another run's training curves; sample grids at
+most 0.875, with the same digit classes in the same places, 0.79 with other digits): 0.91 lies
+between. A notebook's figure and the PDF's images are read in grey by one function
+(``handin_pdf.to_grey``), so a figure pasted unchanged scores 1. Reconstruction strips of the same inputs
 by two models are not told apart (0.99): the best candidate wins.
 """
 

@@ -21,6 +21,7 @@ be decoded (JBIG2 and JPEG 2000 need tools pypdf may lack) is skipped with one.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -290,6 +291,21 @@ def to_grey(image) -> np.ndarray:
     image = image.convert("RGB").convert("L") if image.mode not in ("L", "RGB") else image.convert("L")
     image.thumbnail((GREY_SIDE, GREY_SIDE), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8).copy()
+
+
+def figure_grey(png: bytes) -> np.ndarray | None:
+    """A notebook's stored figure (PNG bytes) in grey as :func:`to_grey` reads a PDF's image, so a
+    figure pasted into the PDF unchanged compares as itself (another grey conversion or resampling
+    costs a coloured plot's thin lines several hundredths of similarity). None when it cannot be
+    decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            image.load()
+            return to_grey(image)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 class _quiet:
