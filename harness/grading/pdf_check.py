@@ -44,8 +44,8 @@ figures read as the grader reads them. Over three seeds the same figure scored a
 different figure of the same kind at most 0.876 (another run's training curves; sample grids at
 most 0.875, with the same digit classes in the same places, 0.79 with other digits): 0.91 lies
 between. A notebook's figure and the PDF's images are read in grey by one function
-(``handin_pdf.to_grey``), so a figure pasted unchanged scores 1. Reconstruction strips of the same inputs
-by two models are not told apart (0.99): the best candidate wins.
+(``handin_pdf.to_grey``), so a figure pasted unchanged scores 1. Reconstruction strips of the
+same inputs by two models are not told apart (0.99): the best candidate wins.
 """
 
 from __future__ import annotations
