@@ -53,10 +53,10 @@ class FigureShape:
         return words.get(self.kind, "an image the harness does not recognise")
 
 
-def grey_of(png: bytes, side: int = ANALYSIS_SIDE) -> tuple[np.ndarray, np.ndarray] | None:
-    """The PNG downscaled to ``side``: its grey levels and each pixel's colour spread (max - min
-    channel), transparency composited on white; None when it cannot be decoded."""
-    image = open_png(png, side)
+def _grey_and_spread(png: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """The PNG downscaled to ANALYSIS_SIDE: its grey levels and each pixel's colour spread (max -
+    min channel), transparency composited on white; None when it cannot be decoded."""
+    image = open_png(png, ANALYSIS_SIDE)
     if image is None:
         return None
     rgb = np.asarray(image, dtype=np.int16)
@@ -65,7 +65,7 @@ def grey_of(png: bytes, side: int = ANALYSIS_SIDE) -> tuple[np.ndarray, np.ndarr
 
 def shape_of(png: bytes) -> FigureShape:
     """The figure's kind from its pixels (see the module docstring)."""
-    decoded = grey_of(png)
+    decoded = _grey_and_spread(png)
     if decoded is None:
         return FigureShape("other")
     grey, spread = decoded
