@@ -16,6 +16,14 @@ run: in the full sandbox (namespaces, the deny-by-default root, a fresh /tmp per
 leaving root) and with the supervisor told to skip the namespaces and the built root (what
 a machine without ``unshare`` gets). It prints the start-up time and the mean seconds per
 unit of each, and the difference per unit.
+
+**The evaluation unit** (``--runs N``, 0 to skip): since trained models are measured in a unit
+of their own (docs/sandbox.md#trusted-measurement), each training run costs an export at the
+end of its training unit and a second, evaluation unit. The example's AE is trained N times
+(``--images`` training images, one epoch, the handout's batch size) and measured on the
+assignment's evaluation images and prior draws; it prints, side by side in one run, the
+training unit's seconds (training and export), the export's share and the evaluation unit's
+seconds and peak memory, and their ratio.
 """
 
 from __future__ import annotations
@@ -149,20 +157,77 @@ def cost(units: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def evaluation_cost(runs: int, images: int) -> list[dict]:
+    """Per run: the training unit's seconds, its export's, the evaluation unit's and its peak MB."""
+    import dataclasses
+
+    from harness.config.assignment import load_assignment
+    from harness.config.plan import run_plan
+    from harness.grading import runs as grading_runs
+    from harness.grading.code import probe_inputs
+    from harness.grading.session import evaluate_trained
+    from harness.ml.data import load_mnist
+    from harness.sandbox.graph import load_program
+    from harness.sandbox.host import Limits, Sandbox
+    from harness.sandbox.probes import evaluate
+    from harness.submission.detect import load
+
+    a = load_assignment("variant-a")
+    data = load_mnist()
+    sub = load(ROOT / "submissions" / "example", a)
+    plan = run_plan(a, a.profile("smoke"))[0]
+    request = dataclasses.replace(grading_runs.base_request(a, plan, "cpu"), epochs=1)
+    shared = {
+        **probe_inputs(data),
+        **grading_runs.training_inputs(a, data.train_images[:images], data.train_labels[:images]),
+    }
+    evaluation = grading_runs.evaluation_inputs(a, data, a.metrics.fid_samples)
+    limits = Limits(900, 6000, threads=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    rows = []
+    with Sandbox(sub, a, shared) as box:
+        for i in range(runs):
+            trained = box.run(f"train-{i}", "train", limits, request.to_args())
+            assert trained.ok, trained.error
+            export_s = float(trained.value["model"]["seconds"])
+            programs = trained.value["model"]["programs"]
+            started = time.perf_counter()  # the measurement alone, in this process: what the unit adds is the rest
+            encoder, decoder = load_program(programs["encoder"]), load_program(programs["decoder"])
+            evaluate(request, a.model.nz, encoder, decoder, evaluation)
+            compute_s = time.perf_counter() - started
+            timings: dict = {}
+            measured = evaluate_trained(box, trained, request, limits, evaluation, timings)
+            assert measured.ok and measured.value["measured_in"] == "graph", measured.error
+            rows.append(
+                {
+                    "train_s": trained.seconds,
+                    "export_s": export_s,
+                    "eval_s": timings[f"eval-train-{i}"],
+                    "compute_s": compute_s,
+                    "eval_peak_mb": timings[f"peak_mb:eval-train-{i}"],
+                    "train_peak_mb": trained.peak_memory_mb,
+                }
+            )
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--units", type=int, default=10)
     p.add_argument("--harness", default=str(ROOT), help="checkout whose `harness check` runs the hostile table")
     p.add_argument("--skip-cost", action="store_true")
+    p.add_argument("--skip-hostile", action="store_true")
+    p.add_argument("--runs", type=int, default=3, help="training runs for the evaluation unit's cost (0: skip)")
+    p.add_argument("--images", type=int, default=2000, help="training images per run (smoke's 2,000)")
     args = p.parse_args()
     data = os.environ.get("HARNESS_DATA", "")
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = hostile_table(Path(args.harness).resolve(), Path(tmp), data)
-    print(f"hostile attempts through `harness check` of {args.harness}:")
-    print("| attempt | outcome |\n| --- | --- |")
-    for name, outcome in rows:
-        print(f"| {name} | {outcome} |")
-    print(f"stopped: {sum(not o.startswith('GOT THROUGH') for _, o in rows)} of {len(rows)}")
+    if not args.skip_hostile:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = hostile_table(Path(args.harness).resolve(), Path(tmp), data)
+        print(f"hostile attempts through `harness check` of {args.harness}:")
+        print("| attempt | outcome |\n| --- | --- |")
+        for name, outcome in rows:
+            print(f"| {name} | {outcome} |")
+        print(f"stopped: {sum(not o.startswith('GOT THROUGH') for _, o in rows)} of {len(rows)}")
     if not args.skip_cost:
         rows = cost(args.units)
         print(f"\nper-unit cost, {args.units} import units each, side by side:")
@@ -172,6 +237,22 @@ def main() -> None:
         print(
             f"isolation costs {rows[0][2] - rows[1][2]:+.3f} s per unit and {rows[0][1] - rows[1][1]:+.2f} s at start"
         )
+    if args.runs:
+        rows = evaluation_cost(args.runs, args.images)
+        print(f"\nthe evaluation unit, {args.runs} AE runs of 1 epoch on {args.images} images, side by side:")
+        print(
+            "| run | training unit s | of which export s | evaluation unit s | same measurement in-process s |"
+            " eval unit / training unit | eval peak MB |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for i, r in enumerate(rows):
+            ratio = r["eval_s"] / r["train_s"]
+            print(
+                f"| {i} | {r['train_s']:.2f} | {r['export_s']:.2f} | {r['eval_s']:.2f} | {r['compute_s']:.2f} |"
+                f" {ratio:.2f} | {r['eval_peak_mb']:.0f} |"
+            )
+        extra = sum(r["export_s"] + r["eval_s"] - r["compute_s"] for r in rows) / len(rows)
+        print(f"mean cost of trusted measurement per run (export + evaluation unit - the measurement): {extra:.2f} s")
 
 
 if __name__ == "__main__":

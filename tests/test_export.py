@@ -57,6 +57,7 @@ def test_csv_is_the_grade_table_with_the_overrides(tmp_path, assignment):
         "flags",
         "overridden",
         "pdf",
+        "integrity",
     ]
     s1 = dict(zip(head, body[0], strict=False))
     assert (s1["id"], s1["ae_training"], s1["total"], s1["overridden"]) == ("s1", "5.0", "44.0", "ae_training")

@@ -35,8 +35,10 @@ PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta lin
         None,
         "passed 0.00037, optimizer ran at 0.001",
     ),
+    # the loop trains nothing, so the harness's loop trains the tuned VAE: its results (beta_tuning's
+    # samples and reconstructions, interpolation's VAE path) are the reference's work and earn nothing
     "vae-loop-without-backward": (
-        ["vae_training"],
+        ["vae_training", "beta_tuning", "interpolation"],
         [("            total_loss.backward()\n", "")],
         None,
         "a backward pass before every step",

@@ -294,7 +294,7 @@ def test_grades_csv_rows_include_the_overrides(tmp_path, assignment):
     store(tmp_path, "s2", {"ae_training": 4})
     overrides(tmp_path, "s1,ae_training,6,", "s1,interpolation,1,paths are blank")
     table = pd.read_csv(write_grades(tmp_path, grade_rows(tmp_path, ["s1", "s2"], assignment)), keep_default_na=False)
-    assert list(table.columns[-5:]) == ["max_total", "status", "flags", "overridden", "pdf"]
+    assert list(table.columns[-6:]) == ["max_total", "status", "flags", "overridden", "pdf", "integrity"]
     s1, s2 = table.set_index("id").loc["s1"], table.set_index("id").loc["s2"]
     assert (s1["ae_training"], s1["interpolation"], s1["total"], s1["overridden"]) == (
         6.0,

@@ -3,7 +3,9 @@
 One self-contained page (figures as ``data:`` URIs, inline style and script): the score
 distribution overall and per rubric item, a sortable table with one row per submission
 linking its report, and the lists of submissions that need review or had errors. It reads
-only the grade table (``harness.course.table.grade_rows``) and the assignment's rubric.
+only the grade table (``harness.course.table.grade_rows``) and the assignment's rubric. Submissions
+with integrity flags (harness.grading.integrity), their items held for review, have a section of
+their own above the table.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config.assignment import Assignment
+from harness.course.table import INTEGRITY_PREFIX
 from harness.io import write_bytes_atomic
 
 SUMMARY_NAME = "summary.html"
@@ -90,9 +93,24 @@ def summary_context(grades: pd.DataFrame, a: Assignment, profile: str) -> dict:
         "review": [r for r in records if r["status"] == "needs_review"],
         "errors": [r for r in records if r["status"] == "error"],
         "pdf_review": [r for r in records if r.get("pdf") and r["pdf"] != "matches"],
+        "integrity": integrity_rows(records),
         "histogram": _uri(total_histogram(graded["total"].to_numpy(dtype=float), max_total)) if len(graded) else None,
         "items": _uri(item_shares(graded, a)) if len(graded) else None,
     }
+
+
+def integrity_rows(records: list[dict]) -> list[dict]:
+    """The submissions with integrity flags (the grade table's ``integrity`` codes), each with its
+    ``codes`` and the flags' ``messages`` (the ``flags`` cell's entries that start with
+    :data:`~harness.course.table.INTEGRITY_PREFIX`)."""
+    out = []
+    for r in records:
+        if not r.get("integrity"):
+            continue
+        parts = str(r.get("flags") or "").split("; ")
+        messages = [p[len(INTEGRITY_PREFIX) :] for p in parts if p.startswith(INTEGRITY_PREFIX)]
+        out.append({**r, "codes": str(r["integrity"]).split(";"), "messages": messages})
+    return out
 
 
 def write_summary(out: Path, grades: pd.DataFrame, a: Assignment, profile: str) -> Path:

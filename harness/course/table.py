@@ -28,6 +28,7 @@ from harness.io import write_bytes_atomic
 
 ERROR_NAME = "error.json"  # a submission whose grading failed: written by the batch, shown by the table
 GRADES_NAME = "grades.csv"
+INTEGRITY_PREFIX = "integrity: "  # how an integrity flag's message starts in the ``flags`` cell
 
 
 def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
@@ -37,7 +38,8 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
     metadata), ``needs_review`` (an answer awaits an instructor), else ``complete``.
 
     ``pdf`` says how the hand-in PDF compared with the notebook and the re-run (:func:`pdf_column`;
-    its flags are in ``flags`` too).
+    its flags are in ``flags`` too). ``integrity`` lists the codes of the result's integrity flags
+    (:func:`integrity_column`; their messages are in ``flags`` too, their items held for review).
 
     The instructor's ``<out>/overrides.csv`` is merged in (harness.course.overrides): points, totals
     and statuses include the overrides, ``overridden`` lists the overridden items and ``flags``
@@ -86,11 +88,13 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
         broken = [f"{i['id']} {i['status']}" for i in r["items"] if i["status"] in ("error", "timeout")]
         status = "error" if broken else "incomplete" if r.get("problems") else "needs_review" if review else "complete"
         pdf, pdf_flags = pdf_column(r.get("pdf_check") or {})
+        integrity, integrity_flags = integrity_column(r.get("integrity", []))
         flags = "; ".join(
             [
                 *(f"review {x}" for x in review),
                 *broken,
                 *r.get("problems", []),
+                *integrity_flags,
                 *r.get("flags", []),
                 *pdf_flags,
                 *not_applied,
@@ -108,6 +112,7 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
                 "flags": flags,
                 "overridden": "; ".join(i["id"] for i in r["items"] if "override" in i),
                 "pdf": pdf,
+                "integrity": integrity,
             }
         )
     columns = [
@@ -121,6 +126,7 @@ def grade_rows(out: Path, ids: list[str], a: Assignment) -> pd.DataFrame:
         "flags",
         "overridden",
         "pdf",
+        "integrity",
     ]
     table = pd.DataFrame(rows, columns=columns)
     table.attrs.update(overrides_error=overrides_error, overrides_warnings=list(overrides.warnings))
@@ -137,6 +143,15 @@ def pdf_column(check: dict) -> tuple[str, list[str]]:
     if check.get("error"):
         return "unreadable", flags
     return ("matches" if not flags else f"{len(flags)} mismatch{'es' if len(flags) > 1 else ''}"), flags
+
+
+def integrity_column(flags: list[dict]) -> tuple[str, list[str]]:
+    """The grade table's ``integrity`` cell for a result's ``integrity`` flags: their codes joined by
+    ``;`` (``""`` when there are none), and the flags' messages for ``flags``, each prefixed
+    :data:`INTEGRITY_PREFIX`. The items a flag names are held for review at 0 points until an
+    instructor's override restores them (harness.grading.integrity)."""
+    codes = ";".join(dict.fromkeys(str(f.get("code", "")) for f in flags))
+    return codes, [INTEGRITY_PREFIX + str(f.get("message", "")).replace("; ", ", ") for f in flags]
 
 
 def write_grades(out: Path, rows: pd.DataFrame) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.config.assignment import Assignment
 from harness.grading.code import TRAINED_ITEMS, code_items, no_code_items, probe_inputs
+from harness.grading.integrity import hold, provenance_flags
 from harness.grading.items.answers import score_answers
 from harness.grading.result import Result
 from harness.grading.session import RunOptions, check_limits, new_result, open_sandbox
@@ -37,8 +38,12 @@ def check_submission(folder: Path, a: Assignment, data: Mnist, options: RunOptio
     pending = [r.id for r in a.rubric if r.id not in graded]
     order = {r.id: n for n, r in enumerate(a.rubric)}
     all_items = sorted(items + answer_items, key=lambda i: order.get(i.id, 99))
+    flags = provenance_flags(sub, a)  # code that imports the harness; check trains nothing to judge
+    all_items = hold(all_items, flags)
     timings["total"] = round(time.perf_counter() - started, 2)
-    return new_result("check", sub, a, "", all_items, pending, answers_json, timings, cells=cells)
+    result = new_result("check", sub, a, "", all_items, pending, answers_json, timings, cells=cells)
+    result.integrity = [f.to_json() for f in flags]
+    return result
 
 
 def checklist(result: Result) -> str:
@@ -55,6 +60,8 @@ def checklist(result: Result) -> str:
     lines = [f"{result.assignment['title']} - check of {sub['id']} ({sub['student'] or 'no name'})", ""]
     for p in result.problems:
         lines.append(f"  ! {p}")
+    for f in result.integrity:  # held for review: harness.grading.integrity
+        lines.append(f"  ! integrity ({f['code']}): {f['message']}; held for review: {', '.join(f['items'])}")
     lines += notebook_lines(result.notebook)
     for item in result.items:
         lines.append(f"[{marks[item.status]}] {item.title}: {item.points:g} / {item.max_points:g}")

@@ -29,7 +29,7 @@ import torch
 
 from harness.config.assignment import Assignment
 from harness.config.plan import RunPlan, run_plan
-from harness.grading import artifacts
+from harness.grading import artifacts, integrity
 from harness.grading.code import (
     TRAINED_ITEMS,
     CodeOutcome,
@@ -42,12 +42,13 @@ from harness.grading.code import (
 )
 from harness.grading.grader import Grader, beta_verdict
 from harness.grading.handin import check_handin
-from harness.grading.items import training
+from harness.grading.items import architecture, training
 from harness.grading.items.answers import score_answers
 from harness.grading.result import Result
 from harness.grading.rubric import ItemResult, failed
 from harness.grading.runs import (
     base_request,
+    evaluation_inputs,
     run_record,
     skipped_record,
     total_steps,
@@ -63,6 +64,7 @@ from harness.grading.session import (
     run_training_unit,
     training_limits,
 )
+from harness.ml.models import AutoEncoder
 from harness.sandbox.host import UnitOutcome
 from harness.sandbox.requests import TrainRequest
 from harness.submission.contents import Submission
@@ -72,12 +74,10 @@ RESULT_NAME, ARTIFACTS_NAME = "result.json", "runs.npz"
 
 
 def grading_inputs(g: Grader) -> dict[str, torch.Tensor]:
-    """What the sandbox's units read: the check images plus the training units' inputs, with
-    every prior draw (sample FID decodes all of them)."""
-    return {
-        **probe_inputs(g.data),
-        **training_inputs(g.a, g.data, g.train_images, g.train_labels, g.a.metrics.fid_samples),
-    }
+    """What the sandbox's check and training units read: the check images and the training
+    subset. The evaluation inputs (with every prior draw: sample FID decodes all of them) go to
+    each evaluation unit alone (``harness.grading.session.evaluate_trained``)."""
+    return {**probe_inputs(g.data), **training_inputs(g.a, g.train_images, g.train_labels)}
 
 
 def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()) -> Result:
@@ -89,18 +89,20 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
     timings: dict[str, float] = {}
     answer_items, answers_json = score_answers(a, sub)
     plans = run_plan(a, g.profile)
+    at_beta = None  # the reference trained at the student's beta, among those the runs are held against
 
     if sub.has_code:
         with open_sandbox(sub, a, grading_inputs(g)) as box:
             code = code_items(box, a, check_limits(a, options), timings)
-            t = Training(box, sub, g, code, options, timings, plans, arrays=dict(g.reference_arrays))
+            evaluation = evaluation_inputs(a, g.data, a.metrics.fid_samples)
+            t = Training(box, sub, g, code, options, timings, plans, evaluation, arrays=dict(g.reference_arrays))
             trained = {
                 "ae_training": grade_ae_training(t),
                 "vae_training": grade_vae_training(t),
                 "beta_tuning": grade_beta_tuning(t),
             }
             trained["interpolation"] = grade_interpolation(t, answer_items.get("interpolation"))
-            runs, arrays = t.runs, t.arrays
+            runs, arrays, at_beta = t.runs, t.arrays, t.at_beta
     else:
         code = CodeOutcome(no_code_items(a, sub.label))
         trained = {i: failed(a.item(i), "fail", [f"{sub.label} is missing"]) for i in TRAINED_ITEMS}
@@ -109,6 +111,14 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
 
     by_id = {i.id: i for i in code.items} | {k: v for k, v in answer_items.items() if k not in TRAINED_ITEMS} | trained
     items = [by_id[r.id] for r in a.rubric if r.id in by_id]
+    # results no honest run reaches, code that imports or rewrites the harness: their items held for review
+    reference_runs = [r.to_json() for r in g.reference.runs if not r.search] + ([at_beta.to_json()] if at_beta else [])
+    flags = (
+        integrity.provenance_flags(sub, a)
+        + integrity.measurement_flags(runs, a)
+        + integrity.plausibility_flags(runs, reference_runs, g.reference.real_fid, arrays, g.train_images)
+    )
+    items = integrity.hold(items, flags)
     if sub.notebook is not None:  # what the student saw, beside what the harness re-ran (the report)
         arrays.update(artifacts.stored_arrays(sub.notebook.figures))
     pdf_started = time.perf_counter()
@@ -122,6 +132,7 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
         "grade", sub, a, g.profile.name, items, pending, answers_json, timings, reference_summary(g), code.cells
     )
     result.runs, result.pdf_check = runs, pdf_check
+    result.integrity = [f.to_json() for f in flags]
     if options.out is not None:
         artifacts.write_artifacts(options.out / ARTIFACTS_NAME, arrays)
         result.artifacts = ARTIFACTS_NAME
@@ -189,6 +200,7 @@ class Training:
     options: RunOptions
     timings: dict[str, float]
     plans: list[RunPlan]  # the AE, the fixed betas, the tuned run (harness.config.plan)
+    evaluation: dict[str, torch.Tensor]  # what each evaluation unit measures a trained model on
     runs: dict[str, dict] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     ae: training.RunMeasure | None = None  # set by ae_training, read by interpolation
@@ -225,12 +237,36 @@ class Training:
         reference_s = next((r.seconds for r in self.g.reference.runs if r.name == plan.name), None)
         limits = training_limits(self.a, self.options, reference_s, request.trainer != "harness")
         steps = total_steps(request, len(self.g.train_images))
-        o = run_training_unit(self.box, unit, request, limits, steps, self.sub.id, self.options.quiet, self.timings)
+        o = run_training_unit(
+            self.box, unit, request, limits, steps, self.sub.id, self.options.quiet, self.timings, self.evaluation
+        )
         m = self.measure(plan, request, o)
         self.runs[plan.name] = run_record(plan, request, o)
+        if plan.role == "ae" and o.ok and not request.reference_model:
+            self.runs[plan.name]["architecture_check"] = self.judge_architecture(o)
         if m is not None:
             self.runs[plan.name]["measure"] = m.to_json()
         return o, m
+
+    def judge_architecture(self, o: UnitOutcome) -> dict:
+        """``ae_architecture`` judged again on the exported graph of the trained AE, the model that
+        was measured, so a model cannot be one thing when checked and another when measured; the
+        check's trace (in the student's process) stands only where there is no graph, and says so.
+        Returns the AE run's ``architecture_check`` record: the points of both."""
+        item = self.code.item("ae_architecture")
+        graph = o.value.get("architecture")
+        if graph is None:
+            why = o.value.get("export_error") or "the evaluation unit loaded your model's definitions"
+            item.evidence.append(f"not confirmed on an exported graph of the trained AE ({why})")
+            return {"trace_points": item.points, "graph_points": None, "max_points": item.max_points}
+        ref_params = sum(p.numel() for p in AutoEncoder(self.a).parameters())
+        judged = scored("ae_architecture", self.a, lambda: architecture.score(self.a, graph, ref_params))
+        note = "judged on the exported graph of your trained AE (the model that was measured)"
+        if judged.points != item.points:
+            note += f"; the check's trace in your code's process gave {item.points:g} of {item.max_points:g}"
+        judged.evidence.insert(0, note)
+        self.code.items = [judged if i.id == "ae_architecture" else i for i in self.code.items]
+        return {"trace_points": item.points, "graph_points": judged.points, "max_points": item.max_points}
 
     def measure(self, plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> training.RunMeasure | None:
         if not o.ok:
@@ -301,19 +337,23 @@ def grade_vae_training(t: Training) -> ItemResult:
             failure = failure or (o, plan.name)
         else:
             fixed[plan.name] = (o.value, m)
+    # the tuned run is the student's loop's own when that loop trains (backward passes reach the
+    # model, the weights change) in the contract call and the beta = 0 run; its other defects are
+    # this item's, and the tuned run's results are measured on what it trains
+    first = fixed.get(fixed_plans[0].name) if fixed_plans else None
+    t.loop_ok = first is not None and training.loop_trains(first[0], names.train_vae)
     if failure:
         o, name = failure
         return unit_failure("vae_training", a, o, f"{names.train_vae} for {name}")
-    first = next(iter(fixed.values()))[0]
-    contract = training.contract_part("loop", first.get("contract"), "")
-    t.loop_ok = contract.share >= 1 and first["run"]["params_changed"]
     factor = code.vae_metrics.get("beta_factor")
     note = t.vae_note()
     return scored("vae_training", a, lambda: training.score_vae_training(a, fixed, t.g.reference, factor, note))
 
 
 def grade_beta_tuning(t: Training) -> ItemResult:
-    """The tuned beta: the student's loop when it works, else the harness's, on their VAE."""
+    """The tuned beta: the student's loop when it trains, else the harness's, on their VAE. Its
+    results (samples, reconstructions) earn points only when the student's own code trained the
+    student's own VAE; the choice of beta is judged either way."""
     a, sub, plan = t.a, t.sub, t.plan("tuned")
     vm = t.code.vae_metrics
     factor = vm.get("beta_factor")
@@ -325,12 +365,13 @@ def grade_beta_tuning(t: Training) -> ItemResult:
     beta = sub.tuned_beta if t.vae_model_ok else sub.tuned_beta * (factor or 1.0)
     trainer = "student" if t.loop_ok else "harness"
     o, t.tuned = t.train(plan, t.vae_request(plan, beta=beta, trainer=trainer))
-    harness_note = "your VAE loop did not pass its checks, so the harness's loop trained the tuned run"
+    harness_note = "your VAE loop does not train (see vae_training), so the harness's loop trained the tuned run"
     note = t.vae_note(harness_note if trainer == "harness" else "")
     verdict = beta_verdict(t.g, sub.tuned_beta * (factor or 1.0))
     t.at_beta = verdict.at_beta
     if t.tuned is None:
         return unit_failure("beta_tuning", a, o, f"the tuned run (beta = {sub.tuned_beta:g})")
+    untrained = training.untrained(o.value, a.submission.names.train_vae) if trainer == "student" else ""
     return scored(
         "beta_tuning",
         a,
@@ -343,16 +384,33 @@ def grade_beta_tuning(t: Training) -> ItemResult:
             vm.get("kl_reduction"),
             note,
             stand_in=not t.vae_model_ok,
+            loop_stand_in=trainer == "harness",
+            untrained_why=untrained,
         ),
     )
 
 
 def grade_interpolation(t: Training, answer: ItemResult | None) -> ItemResult:
     """The student's paths where their models are usable, else the reference's; judged against
-    the reference at the student's own beta (the beta itself is beta_tuning's)."""
+    the reference at the student's own beta (the beta itself is beta_tuning's). The paths earn
+    points only from a tuned VAE of the student's that their own loop trained (the run's record:
+    model "student", trainer "student"); what stood in is shown, and earns nothing."""
     a, ref = t.a, t.g.reference
     ref_tuned = t.at_beta or ref.run(t.plan("tuned").name)
     student_ae = t.ae is not None and t.ae.source == "student"
     ae_path = t.ae if student_ae else ref.run(t.plan("ae").name)
     vae_path = t.tuned if t.tuned is not None and t.tuned.source == "student" else ref_tuned
-    return scored("interpolation", a, lambda: training.score_interpolation(a, ae_path, vae_path, ref_tuned, answer))
+    run = t.runs.get(t.plan("tuned").name) or {}
+    if t.tuned is None and run.get("status") == "not run":  # no usable tuned_beta: charged once, under beta_tuning
+        why = ""
+    elif t.tuned is None:
+        why = f"the reference trained at your beta stood in for your tuned VAE (your tuned run: {run.get('status')})"
+    elif t.tuned.source != "student" or run.get("model") == "reference":
+        why = "the reference VAE stood in for yours (it did not pass its checks)"
+    elif run.get("trainer") == "harness":
+        why = f"the reference's training loop stood in for your {a.submission.names.train_vae}, which does not train"
+    else:
+        why = ""
+    return scored(
+        "interpolation", a, lambda: training.score_interpolation(a, ae_path, vae_path, ref_tuned, answer, why)
+    )

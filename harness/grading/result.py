@@ -45,6 +45,10 @@ class Result:
     notebook: dict[str, Any] = field(default_factory=dict)
     # grade: the hand-in PDF against the notebook and the re-run (harness.grading.handin), {} without a PDF
     pdf_check: dict[str, Any] = field(default_factory=dict)
+    # check, grade: results no honest run reaches and code that is not the student's own, one
+    # {"code", "message", "evidence", "items"} per flag (harness.grading.integrity.Flag); the items
+    # named are held for review. Older files lack the field: read it with .get("integrity", [])
+    integrity: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -56,7 +60,8 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return any(i.status in ("fail", "partial", "error", "timeout") for i in self.items) or bool(self.problems)
+        failing = any(i.status in ("fail", "partial", "error", "timeout") for i in self.items)
+        return failing or bool(self.problems) or bool(self.integrity)  # a held item is needs_review, at 0 points
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -29,15 +29,17 @@ def eval_images(a: Assignment, data: Mnist) -> torch.Tensor:
     return data.test_images[: a.grading.eval_images or len(data.test_images)]
 
 
-def training_inputs(
-    a: Assignment, data: Mnist, train_images: torch.Tensor, train_labels: torch.Tensor, n_prior: int
-) -> dict[str, torch.Tensor]:
-    """What a training unit reads: the training subset and the evaluation images as bytes
-    (exactly MNIST's), the first ``n_prior`` of the fixed prior draws (the reference's) and the
-    interpolation ends."""
+def training_inputs(a: Assignment, train_images: torch.Tensor, train_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a training unit reads: the training subset as bytes (exactly MNIST's). Nothing it
+    is measured on: those are the evaluation unit's own (:func:`evaluation_inputs`)."""
+    return {"train_u8": train_images.mul(255).round().to(torch.uint8), "train_labels": train_labels}
+
+
+def evaluation_inputs(a: Assignment, data: Mnist, n_prior: int) -> dict[str, torch.Tensor]:
+    """What an evaluation unit measures a trained model on, and no training unit ever sees: the
+    evaluation images as bytes, the first ``n_prior`` of the fixed prior draws (the reference's)
+    and the interpolation ends."""
     return {
-        "train_u8": train_images.mul(255).round().to(torch.uint8),
-        "train_labels": train_labels,
         "test_u8": eval_images(a, data).mul(255).round().to(torch.uint8),
         "prior_z": fixed_prior(a)[:n_prior],
         "pair_images": pair_images(data.test_images, data.test_labels, a.interpolation.pairs),
@@ -102,6 +104,12 @@ def run_record(plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> dict:
         "model": "reference" if request.reference_model else "student",
         "time_limit_s": o.limits.timeout_s if o.limits else None,
         "time_limit": o.limits.why if o.limits else "",
+        # where the trained model was measured: "graph" (its exported programs, no student code),
+        # "definitions" (the student's classes loaded with the trained weights), "" (not measured)
+        "measured_in": o.value.get("measured_in", "") if o.ok and isinstance(o.value, dict) else "",
+        "export_error": o.value.get("export_error", "") if o.ok and isinstance(o.value, dict) else "",
+        # the harness functions the unit's code rebound or rewrote (harness.sandbox.probes.tampered)
+        "tampered": list(o.value.get("tampered", [])) if o.ok and isinstance(o.value, dict) else [],
         # a notebook: the cells (or the VAE-run function) the harness ran for this run, as it saw them
         **({"cells": o.value["cells"]} if o.ok and isinstance(o.value, dict) and "cells" in o.value else {}),
     }

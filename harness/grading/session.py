@@ -78,7 +78,7 @@ class _NoSandbox:
     def __exit__(self, *exc) -> None:
         pass
 
-    def run(self, unit: str, probe: str, limits: Limits, args: dict | None = None) -> UnitOutcome:
+    def run(self, unit: str, probe: str, limits: Limits, args: dict | None = None, **_) -> UnitOutcome:
         return UnitOutcome(unit, "crashed", error=f"could not set up the sandbox: {self.error}")
 
     def progress(self, unit: str) -> int:
@@ -98,10 +98,19 @@ def open_sandbox(sub: Submission, a: Assignment, inputs: dict[str, torch.Tensor]
 
 
 def run_training_unit(
-    box, unit: str, request: TrainRequest, limits: Limits, total_steps: int, label: str, quiet: bool, timings: dict
+    box,
+    unit: str,
+    request: TrainRequest,
+    limits: Limits,
+    total_steps: int,
+    label: str,
+    quiet: bool,
+    timings: dict,
+    evaluation: dict[str, torch.Tensor],
 ) -> UnitOutcome:
-    """One training unit in the sandbox, with a progress bar (``label``) fed by the steps the unit reports;
-    its seconds and peak memory go into ``timings``."""
+    """One training unit in the sandbox, with a progress bar (``label``) fed by the steps the unit
+    reports, then the trained model measured on ``evaluation`` in a unit of its own
+    (:func:`evaluate_trained`); each unit's seconds and peak memory go into ``timings``."""
     with Progress(total=total_steps, desc=f"{label} {unit}", unit="step", disable=quiet, leave=False) as bar:
         done = threading.Event()
 
@@ -116,7 +125,43 @@ def run_training_unit(
         poller.join()
     timings[unit] = outcome.seconds
     timings[f"peak_mb:{unit}"] = round(outcome.peak_memory_mb, 1)
-    return outcome
+    return evaluate_trained(box, outcome, request, limits, evaluation, timings) if outcome.ok else outcome
+
+
+def evaluate_trained(
+    box, trained: UnitOutcome, request: TrainRequest, limits: Limits, evaluation: dict, timings: dict
+) -> UnitOutcome:
+    """The training unit's outcome with the trained model's outputs, measured in a fresh
+    evaluation unit on inputs the training unit never received: its exported programs where
+    there are some (no code of the submission's runs in that unit), else the submission's class
+    definitions with the trained weights (docs/sandbox.md#trusted-measurement)."""
+    value = trained.value or {}
+    model = value.pop("model", None)
+    if not isinstance(model, dict) or not isinstance(model.get("state_dict"), dict):
+        trained.status, trained.error = "error", "the training unit handed back no trained model"
+        return trained
+    exported = isinstance(model.get("programs"), dict)
+    test = evaluation["test_u8"]
+    inputs = {
+        **evaluation,
+        "model": model,
+        "arch_images": test[:8].float().div(255.0),
+        "images": test[:64].float().div(255.0),  # a notebook's definition pass reads a test set
+        "labels": torch.zeros(min(64, len(test)), dtype=torch.long),
+    }
+    unit = f"eval-{trained.unit}"
+    limits = dataclasses.replace(limits, stall_s=0.0)
+    o = box.run(unit, "evaluate", limits, {"request": request.to_args()}, inputs=inputs, trusted=exported)
+    timings[unit] = o.seconds
+    timings[f"peak_mb:{unit}"] = round(o.peak_memory_mb, 1)
+    if not o.ok:
+        where = "its exported graph" if exported else "your model's definitions with the trained weights"
+        trained.status, trained.error = o.status, f"measuring the trained model ({where}): {o.describe()}"
+        trained.traceback = o.traceback
+        return trained
+    tampered = sorted({*value.get("tampered", []), *o.value.get("tampered", [])})
+    trained.value = {**value, **o.value, "export_error": str(model.get("export_error", "")), "tampered": tampered}
+    return trained
 
 
 def new_result(

@@ -25,11 +25,13 @@ import torch
 from harness.config.assignment import Assignment, Profile
 from harness.config.plan import run_plan
 from harness.grading import artifacts
+from harness.grading.code import probe_inputs
 from harness.grading.items.answers import score_answers
 from harness.grading.result import Result
 from harness.grading.runs import (
     base_request,
     eval_images,
+    evaluation_inputs,
     run_record,
     skipped_record,
     total_steps,
@@ -46,10 +48,9 @@ RESULT_NAME, ARTIFACTS_NAME = "write-up.json", "write-up.npz"
 
 
 def write_up_inputs(a: Assignment, profile: Profile, data: Mnist) -> dict[str, torch.Tensor]:
-    """The same training subset, evaluation images, prior draws and path ends as ``grade``;
-    only the prior draws the write-up shows are decoded."""
+    """The same check images and training subset as ``grade``."""
     images, labels = subset(data.train_images, data.train_labels, profile.train_images, a.training.seed)
-    return training_inputs(a, data, images, labels, a.sampling.n)
+    return {**probe_inputs(data), **training_inputs(a, images, labels)}
 
 
 def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options: RunOptions = RunOptions()) -> Result:
@@ -60,6 +61,7 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options
     # No reference is built for a write-up, so no reference time: the assignment's ceiling and the stall watchdog.
     limits = training_limits(a, options, None, student_loop=True)
     inputs = write_up_inputs(a, profile, data)
+    evaluation = evaluation_inputs(a, data, a.sampling.n)  # only the prior draws the write-up shows
     timings: dict[str, float] = {}
     runs: dict[str, dict] = {}
     test = eval_images(a, data)
@@ -75,7 +77,7 @@ def write_up(folder: Path, a: Assignment, profile: Profile, data: Mnist, options
                 request = base_request(a, plan, options.device)
                 unit = unit_name(plan)
                 steps = total_steps(request, len(inputs["train_u8"]))
-                o = run_training_unit(box, unit, request, limits, steps, sub.id, options.quiet, timings)
+                o = run_training_unit(box, unit, request, limits, steps, sub.id, options.quiet, timings, evaluation)
                 runs[plan.name] = run_record(plan, request, o)
                 if o.ok:
                     try:

@@ -203,9 +203,11 @@ class _ConvTranspose(torch.autograd.Function):
 
 
 def _lowered(layer: nn.modules.conv._ConvNd, x: Tensor) -> bool:
-    """Whether the GEMM path covers this call; anything else goes to torch."""
+    """Whether the GEMM path covers this call; anything else goes to torch (so does an export:
+    the graph of a model is torch's own convolutions, harness.sandbox.graph)."""
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_exporting()
+        and x.device.type == "cpu"
         and x.dim() == 4
         and x.dtype in (torch.float32, torch.float64)
         and layer.groups == 1

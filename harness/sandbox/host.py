@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -124,7 +125,7 @@ ALWAYS = (
     "separate process per unit; time limit, stall watchdog, memory cap (PSS watchdog) and output cap per unit",
     "clean environment (no inherited variables) and a private copy of the submission",
     "every process a unit started is killed when the unit ends, and when the harness ends",
-    "the unit writes only its own observation file and a fresh, size-capped /tmp",
+    "the unit writes only a result pipe (kept from a finished unit), its step counter and a fresh, capped /tmp",
 )
 
 
@@ -299,13 +300,13 @@ class Sandbox:
     def _prepare(self, inputs: dict[str, torch.Tensor]) -> None:
         """The scratch folder: the private copy in ``work/``, the units' inputs, their folders."""
         work = self.scratch / "work"
-        for d in ("work", "out", "home", "tmp", "root"):
+        for d in ("work", "out", "in", "home", "tmp", "root"):
             (self.scratch / d).mkdir()
         if self.submission.kind == "notebook":  # the cells, as run: the notebook file itself never enters
             write_cells(work / self.submission.module, self.submission)
         else:
             copy_files(self.submission.path, self.submission.files, work)
-        torch.save(inputs, self.scratch / "inputs.pt")
+        torch.save(inputs, self.scratch / "in" / "shared.pt")
         if self.prot.drop == "setuid":  # the unit's own folders; out/ stays the harness's
             for path in [work, *work.rglob("*"), self.scratch / "home", self.scratch / "tmp"]:
                 os.chown(path, NOBODY, NOBODY)
@@ -390,8 +391,35 @@ class Sandbox:
         except (OSError, ValueError):
             return 0
 
-    def run(self, unit: str, probe: str, limits: Limits, args: dict[str, Any] | None = None) -> UnitOutcome:
-        """Run one probe in a fresh child; never raises for anything the student's code does."""
+    def run(
+        self,
+        unit: str,
+        probe: str,
+        limits: Limits,
+        args: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        trusted: bool = False,
+    ) -> UnitOutcome:
+        """Run one probe in a fresh child; never raises for anything the student's code does.
+
+        ``inputs``: this unit's own inputs instead of the sandbox's shared ones, written just
+        before it starts and removed when it ends, so no other unit ever sees them (an
+        evaluation unit's test images and prior draws). ``trusted``: the unit runs no code of the
+        submission's (an evaluation unit) and works in an empty folder."""
+        if inputs is None:
+            return self._run(unit, probe, limits, args, None, trusted)
+        own = self.scratch / "in" / f"{unit}.pt"
+        try:
+            torch.save(inputs, own)
+            if self.prot.drop == "setuid":
+                os.chown(own, NOBODY, NOBODY)
+            return self._run(unit, probe, limits, args, unit, trusted)
+        finally:
+            own.unlink(missing_ok=True)
+
+    def _run(
+        self, unit: str, probe: str, limits: Limits, args: dict | None, inputs: str | None, trusted: bool
+    ) -> UnitOutcome:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = None
             self._start()
@@ -405,6 +433,8 @@ class Sandbox:
             "memory_mb": limits.memory_mb,
             "output_cap_kb": limits.output_cap_kb,
             "threads": limits.threads,
+            "inputs": inputs,
+            "trusted": trusted,
         }
         out_file = self.scratch / "out" / f"{unit}.pt"
         out_file.unlink(missing_ok=True)
@@ -423,23 +453,28 @@ class Sandbox:
                 unit, "crashed", error=f"the sandbox's supervisor stopped during this unit{why}", limits=limits
             )
         reply = json.loads(line)
+        phase, foreign = read_phase(reply.get("phases", []), self.submission.label)
         outcome = UnitOutcome(
             unit,
             reply["status"],
             seconds=reply["seconds"],
-            phase=reply["phase"],
+            phase=phase,
             stdout=reply["stdout"],
             stderr=reply["stderr"],
             peak_memory_mb=reply["peak_memory_mb"],
             leftover_processes=reply["leftover_processes"],
             limits=limits,
         )
+        foreign_note = f" (its status stream also held {foreign} lines the harness did not write)" if foreign else ""
+        if outcome.status == "ok" and outcome.phase != "done":  # ended before its last phase, even with exit 0
+            outcome.status = "crashed"
         if outcome.status == "crashed":
             how = f"signal {reply['signal']}" if reply["signal"] else f"exit code {reply['exit_code']}"
             where = outcome.phase.removeprefix("call ") or "start-up"
             outcome.error = f"the process ended ({how}) during {where}"
-            if outcome.phase.startswith("call"):
+            if outcome.phase.startswith(("call", "cell", "import")):
                 outcome.error += " (os._exit or a crash in the student's code)"
+            outcome.error += foreign_note
             return outcome
         if outcome.status != "ok":
             return outcome
@@ -451,6 +486,31 @@ class Sandbox:
             outcome.error = str(outcome.value.get("error", "error"))
             outcome.traceback = str(outcome.value.get("traceback", ""))
         return outcome
+
+
+# The status stream's vocabulary: the phases the probes write. A line of any other form was not
+# written by the harness (student code can write to the stream), so it never reaches the evidence.
+_CALL_TEXT = re.compile(r"[A-Za-z_][\w.]*(\([\w ,.:'=+\-\[\]]{0,160}\))?( [\w ,.=+\-]{0,60})?")
+_FIXED_PHASES = ("save", "done", "export the trained model", "evaluate the trained model", "load the trained model")
+_FIXED_CALLS = ("iterating the data loader", "backward through the reconstruction")
+
+
+def is_phase(line: str, label: str) -> bool:
+    """Whether ``line`` is of a form the probes write (``label``: how the submission is named)."""
+    if line in _FIXED_PHASES or line == f"import {label}":
+        return True
+    if line.startswith("cell "):
+        return line[5:].isdigit() and len(line) < 16
+    if line.startswith("call "):
+        what = line[5:]
+        return what in _FIXED_CALLS or bool(_CALL_TEXT.fullmatch(what))
+    return False
+
+
+def read_phase(lines: list[str], label: str) -> tuple[str, int]:
+    """The unit's last phase in the harness's vocabulary, and how many lines were not of it."""
+    known = [line for line in lines if is_phase(line, label)]
+    return (known[-1] if known else ""), len(lines) - len(known)
 
 
 def write_cells(path: Path, sub: Submission) -> None:

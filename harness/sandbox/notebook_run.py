@@ -110,15 +110,13 @@ class HarnessMNIST(torch.utils.data.Dataset):
 
 
 def datasets(inputs: dict[str, Tensor]) -> tuple[HarnessMNIST, HarnessMNIST]:
-    """The (train, test) sets a unit's inputs give: a training unit's subset and evaluation
-    images, or a check unit's fixed test images for both."""
+    """The (train, test) sets a unit's inputs give: a training unit's subset and the check's
+    fixed test images (never the evaluation images: a training unit does not receive them), or
+    the check's test images for both."""
+    test = HarnessMNIST(inputs["images"], inputs["labels"])
     if "train_u8" in inputs:
-        test = inputs["test_u8"]
-        return HarnessMNIST(inputs["train_u8"], inputs["train_labels"]), HarnessMNIST(
-            test, torch.zeros(len(test), dtype=torch.long)
-        )
-    both = HarnessMNIST(inputs["images"], inputs["labels"])
-    return both, both
+        return HarnessMNIST(inputs["train_u8"], inputs["train_labels"]), test
+    return test, test
 
 
 # --------------------------------------------------------------------------- figures

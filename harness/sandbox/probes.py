@@ -16,6 +16,7 @@ stream so that a crash or an ``os._exit`` is reported with where it happened.
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import sys
 import time
@@ -62,12 +63,12 @@ class StudentError(Exception):
 
 @dataclass(frozen=True)
 class UnitFiles:
-    """What the supervisor hands a unit besides its request: where its inputs are, and the two
-    files it may write, opened by the supervisor (the unit cannot create files of its own in
-    the folder the harness reads)."""
+    """What the supervisor hands a unit besides its request: where its inputs are, the pipe its
+    observations go to (the supervisor writes them to the file the harness reads) and its
+    progress file (the unit cannot create files of its own in the folder the harness reads)."""
 
     inputs: Path
-    out_fd: int
+    result_fd: int
     progress_fd: int
 
 
@@ -80,10 +81,10 @@ def run_unit(req: dict, files: UnitFiles, status: TextIO) -> None:
     except StudentError as e:
         value = {"ok": False, "error": str(e), "traceback": e.tb}
     ctx.phase("save")
-    with os.fdopen(files.out_fd, "wb") as out:
-        out.seek(0)
-        out.truncate()
-        torch.save(value, out)
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    with os.fdopen(files.result_fd, "wb") as out:
+        out.write(buffer.getbuffer())
     ctx.phase("done")
 
 
@@ -117,8 +118,10 @@ class Context:
                 self._module = self._notebook_module()
             else:
                 self._module = import_submission(Path(self.req["module"]), self.label, self.phase)
-            # the reference's parts stand in for the student's broken ones (check args and TrainRequest alike)
-            for key in self.args.get("substitute", []):
+            # the reference's parts stand in for the student's broken ones (check args, a TrainRequest
+            # and an evaluation unit's request alike)
+            substitute = self.args.get("substitute") or self.args.get("request", {}).get("substitute", [])
+            for key in substitute:
                 setattr(self._module, self.names[key], reference_part(key, self.req["assignment"]))
         return self._module
 
@@ -448,36 +451,109 @@ class LoopWatch:
     """Watches the optimizer steps a training function takes on ``model``: how many, at which
     learning rates, over which share of the parameters, whether a backward pass reached the
     model before each, and whether gradients carried over from one step to the next backward
-    pass (a missing ``zero_grad``). Global optimizer hooks see any optimizer the student builds."""
+    pass (a missing ``zero_grad``). Global optimizer hooks see any optimizer the student builds.
 
-    def __init__(self, model: nn.Module, progress: Callable[[int], None] | None = None):
+    A step counts as trained (``steps_after_backward``) only when a backward pass reached the
+    model's parameters (their gradient hook fired) since that optimizer's previous step: a
+    ``.grad`` written by hand, with no backward pass, counts nothing. ``steps_with_grad`` (a
+    non-zero gradient present at the step, however it got there) is kept beside it.
+
+    While watching, ``torch.Tensor.backward``, ``torch.autograd.backward`` and
+    ``torch.autograd.grad`` are wrapped (and put back on exit) to record the value of the loss
+    each backward pass that reached the model starts from; the backward passes before one step
+    add up to that step's loss (:meth:`observed_losses`, at most ``max_losses`` of them). These
+    are the losses the harness saw computed: the curves a loop returns are scored against them."""
+
+    MAX_LOSSES = 100_000  # the losses a watch keeps (one per step: every step of a full-protocol run)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        progress: Callable[[int], None] | None = None,
+        max_losses: int | None = None,
+    ):
         self.progress = progress  # reports steps so far to the stall watchdog and the progress bar
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.steps = 0
         self.steps_with_grad = 0
-        self.backwards = 0
+        self.steps_after_backward = 0
+        self.backwards = 0  # backward passes that reached the model's parameters
         self.carried = 0
         self.lrs: list[float] = []
         self.covered = 0.0
+        self.observed_steps = 0  # steps whose loss was seen (kept or not: the cap)
+        self.max_losses = self.MAX_LOSSES if max_losses is None else max_losses
         self._stepped = False
+        self._used: dict[int, int] = {}  # optimizer id -> the backward count its last step followed
+        self._pending: Tensor | None = None  # the loss of the backward passes since the last step
+        self._losses: list[float] = []
+        self._unconverted: list[Tensor] = []
+        self._depth = 0  # inside a wrapped backward (Tensor.backward calls torch.autograd.backward)
+        self._saved: list[tuple[Any, str, Any]] = []
         self._handles: list = []
 
     def __enter__(self) -> LoopWatch:
+        from torch.autograd.graph import register_multi_grad_hook
+
         self._handles.append(register_optimizer_step_pre_hook(self._pre_step))
-        if self.params:
-            self._handles.append(self.params[-1].register_hook(self._on_grad))
+        if self.params:  # once per backward pass that reaches any parameter, before it accumulates
+            self._handles.append(register_multi_grad_hook(self.params, self._on_backward, mode="any"))
+        self._wrap(torch.Tensor, "backward")
+        self._wrap(torch.autograd, "backward")
+        self._wrap(torch.autograd, "grad")
         return self
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
+        self._handles.clear()
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+
+    def _wrap(self, owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+        self._saved.append((owner, name, original))
+        watch = self
+
+        def watched(*args, **kwargs):
+            if watch._depth:  # the inner call of a wrapped one: already being observed
+                return original(*args, **kwargs)
+            first, grads = LoopWatch._backward_args(name, args, kwargs)
+            if first is not None and not isinstance(first, (Tensor, list, tuple)):
+                try:  # a generator: read it once, for the call and the record
+                    first = list(first)
+                    args, kwargs = LoopWatch._with_first(name, args, kwargs, first)
+                except TypeError:  # not iterable: torch says what is wrong with it
+                    first = None
+            before = watch.backwards
+            watch._depth += 1
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                watch._depth -= 1
+            if watch.backwards > before:  # it reached the model: its loss trained it
+                watch._add_loss(first, grads)
+            return out
+
+        watched.__name__ = getattr(original, "__name__", name)
+        watched.__doc__ = getattr(original, "__doc__", None)
+        setattr(owner, name, watched)
+
+    def _add_loss(self, tensors: Any, grads: Any) -> None:
+        try:
+            value = LoopWatch._loss_value(tensors, grads)
+        except Exception:  # noqa: BLE001  (whatever the student passed, the call itself succeeded)
+            value = None
+        if value is not None:
+            self._pending = value if self._pending is None else self._pending + value
 
     def _has_grad(self) -> bool:
         g = self.params[-1].grad if self.params else None
         return g is not None and bool(g.detach().abs().sum() > 0)
 
-    def _on_grad(self, grad: Tensor) -> None:
-        # Called before the new gradient is added to .grad: a non-zero .grad after a step carried over.
+    def _on_backward(self, grad: Any) -> None:
+        # Called before the new gradients are added to .grad: a non-zero .grad after a step carried over.
         self.backwards += 1
         if self._stepped and self._has_grad():
             self.carried += 1
@@ -494,19 +570,95 @@ class LoopWatch:
                 self.lrs.append(lr)
         if self._has_grad():
             self.steps_with_grad += 1
+        if self.backwards > self._used.get(id(optimizer), 0):  # a backward pass since this optimizer's last step
+            self.steps_after_backward += 1
+        self._used[id(optimizer)] = self.backwards
+        if self._pending is not None:
+            self.observed_steps += 1
+            if len(self._losses) + len(self._unconverted) < self.max_losses:
+                self._unconverted.append(self._pending)
+                if len(self._unconverted) >= 256:
+                    self._convert()
+            self._pending = None
         self._stepped = True
         if self.progress is not None and self.steps % 5 == 0:
             self.progress(self.steps)
+
+    def _convert(self) -> None:
+        """The kept losses as floats, a batch at a time (one device sync per batch, not per step)."""
+        pending, self._unconverted = self._unconverted, []
+        try:
+            self._losses.extend(torch.stack([t.reshape(()).float() for t in pending]).cpu().tolist())
+        except Exception:  # noqa: BLE001  (a loss of an odd dtype or device: one at a time)
+            for t in pending:
+                try:
+                    self._losses.append(float(t))
+                except Exception:  # noqa: BLE001
+                    self._losses.append(float("nan"))
+
+    def observed_losses(self) -> list[float]:
+        """The loss of each step that followed a backward pass the harness saw (the sum of the
+        backward passes since the previous step), in order: at most ``max_losses``."""
+        self._convert()
+        return list(self._losses)
 
     def summary(self) -> dict:
         return {
             "steps": self.steps,
             "steps_with_grad": self.steps_with_grad,
+            "steps_after_backward": self.steps_after_backward,
             "backwards": self.backwards,
             "carried": self.carried,
             "lrs": self.lrs,
             "covered": self.covered,
+            "observed_steps": self.observed_steps,
         }
+
+    @staticmethod
+    def _backward_args(name: str, args: tuple, kwargs: dict) -> tuple[Any, Any]:
+        """The tensors a backward call starts from and the gradients it weights them with."""
+        if name == "grad":  # torch.autograd.grad(outputs, inputs, grad_outputs=None, ...)
+            first = args[0] if args else kwargs.get("outputs")
+            grads = args[2] if len(args) > 2 else kwargs.get("grad_outputs")
+        else:  # Tensor.backward(self, gradient=None, ...), torch.autograd.backward(tensors, grad_tensors=None, ...)
+            first = args[0] if args else kwargs.get("tensors", kwargs.get("self"))
+            grads = args[1] if len(args) > 1 else kwargs.get("gradient", kwargs.get("grad_tensors"))
+        return first, grads
+
+    @staticmethod
+    def _with_first(name: str, args: tuple, kwargs: dict, first: Any) -> tuple[tuple, dict]:
+        if args:
+            return (first, *args[1:]), kwargs
+        return args, {**kwargs, ("outputs" if name == "grad" else "tensors"): first}
+
+    @staticmethod
+    def _loss_value(tensors: Any, grads: Any) -> Tensor | None:
+        """The scalar a backward call differentiates: the loss itself, or sum(output * gradient)."""
+        ts = [tensors] if isinstance(tensors, Tensor) else list(tensors or ())
+        gs = [grads] if grads is None or isinstance(grads, Tensor) else list(grads)
+        total = None
+        for i, t in enumerate(ts):
+            if not isinstance(t, Tensor):
+                continue
+            g = gs[i] if i < len(gs) else None
+            v = t.detach()
+            if isinstance(g, Tensor) and g.shape == t.shape:
+                v = (v * g.detach()).sum()
+            elif v.numel() == 1:
+                v = v.reshape(())
+            else:
+                continue  # not a loss (torch raised, or the gradient did not fit)
+            v = v.float()
+            total = v if total is None else total + v
+        return total
+
+    @staticmethod
+    def changed(before: list[Tensor], model: nn.Module) -> bool:
+        """Did any of ``model``'s parameters change from ``before`` (their values at the start)?"""
+        after = list(model.parameters())
+        return len(after) != len(before) or any(
+            not torch.equal(b, p.detach().cpu()) for b, p in zip(before, after, strict=False)
+        )
 
 
 def _floats(x: Any, what: str) -> list[float]:
@@ -566,7 +718,7 @@ def warm_up(req: dict) -> None:
     a = load_assignment(req["assignment"])
     torch.manual_seed(0)
     torch.set_num_threads(1)  # a multi-threaded OpenMP pool in the parent would hang the forked units
-    batch = int(req["args"]["batch_size"])
+    batch = int(req["args"].get("request", req["args"])["batch_size"])  # a training or an evaluation unit
     model = VAE(a)
     optimizer = torch.optim.Adam(model.parameters())
     x = torch.rand(batch, a.data.image_channels, a.data.image_size, a.data.image_size)
@@ -577,6 +729,10 @@ def warm_up(req: dict) -> None:
         optimizer.step()
     with torch.no_grad():
         model.eval().reconstruct(torch.rand(EVAL_BATCH, *x.shape[1:]))
+    # torch.export's first export and load take seconds (imports, lazy set-up): once here, not in every unit
+    from harness.sandbox.graph import export_part, load_program
+
+    load_program(export_part(nn.Linear(2, 2).eval(), torch.zeros(2, 2)))
 
 
 def _train_key(kind: str) -> str:
@@ -589,14 +745,16 @@ def _beta(req: TrainRequest) -> float:
 
 
 def contract_call(ctx: Context, req: TrainRequest, train_fn: Callable, images: Tensor, labels: Tensor) -> dict:
-    """A short call with an unusual learning rate: does the loop step every batch, honour the
-    learning rate and the epochs, and reset gradients between steps?"""
+    """A short call with an unusual learning rate: does the loop step every batch after a
+    backward pass, honour the learning rate and the epochs, reset gradients between steps, and
+    change the weights?"""
     from harness.ml.data import TensorMNIST
 
     fn_name, batch, device = ctx.names[_train_key(req.kind)], int(req.batch_size), str(req.device)
     torch.manual_seed(int(req.seed))
     small = TensorMNIST(images[: batch * CONTRACT_BATCHES], labels[: batch * CONTRACT_BATCHES])
     model = _training_model(ctx, req.kind, _beta(req), req.reference_model)
+    before = [p.detach().clone() for p in model.parameters()]
     lr = float(req.learning_rate) * CONTRACT_LR_SCALE
     loader = _student_loader(ctx, small, batch, 0, req.harness_loader)
     with LoopWatch(model) as watch:
@@ -618,6 +776,7 @@ def contract_call(ctx: Context, req: TrainRequest, train_fn: Callable, images: T
         "learning_rate": lr,
         "iterations": CONTRACT_EPOCHS * CONTRACT_BATCHES,
         "returned_lengths": lengths,
+        "params_changed": LoopWatch.changed(before, model),
     }
 
 
@@ -640,7 +799,12 @@ def train_model(
         from harness.ml.training import TrainConfig, train
 
         curves = train(model, images, TrainConfig(epochs, lr, batch, seed), torch.device(device), quiet=True)
-        run = {"curves": {"rec": curves.rec, **({"kl": curves.kl} if kind == "vae" else {})}, "watch": None}
+        # the harness's own loop: its curves are the losses it backpropagated, nothing to watch
+        run = {
+            "curves": {"rec": curves.rec, **({"kl": curves.kl} if kind == "vae" else {})},
+            "watch": None,
+            "observed_losses": None,
+        }
     else:
         fn_name = ctx.names[_train_key(kind)]
         loader = _student_loader(ctx, dataset, batch, int(req.num_workers), req.harness_loader)
@@ -651,41 +815,40 @@ def train_model(
             )
         ctx.progress("done")
         batches = len(loader) if hasattr(loader, "__len__") else -(-len(dataset) // batch)
-        run = {"curves": None, "curve_error": "", "watch": watch.summary(), "iterations": epochs * batches}
+        run = {
+            "curves": None,
+            "curve_error": "",
+            "watch": watch.summary(),
+            "iterations": epochs * batches,
+            "observed_losses": watch.observed_losses(),  # what the curves are scored against
+        }
         try:
             run["curves"] = _curves(kind, returned, fn_name)
         except StudentError as e:  # the model may still have trained: measure it anyway
             run["curve_error"] = str(e)
     run["seconds"] = time.perf_counter() - started
-    run["params_changed"] = any(
-        not torch.equal(b, p.detach().cpu()) for b, p in zip(before, model.parameters(), strict=False)
-    )
+    run["params_changed"] = LoopWatch.changed(before, model)
     return model, run
 
 
-def evaluate(ctx: Context, req: TrainRequest, model: nn.Module, inputs: dict[str, Tensor]) -> dict:
-    """The trained model's outputs on the unit's fixed inputs: its test reconstructions and
+def evaluate(
+    req: TrainRequest, nz: int, encode: Callable[[Tensor], Any], decode: Callable[[Tensor], Any], inputs: dict
+) -> dict:
+    """A trained model's outputs on the evaluation inputs: its test reconstructions and
     posterior parameters (``q``), its decoded prior draws and its interpolation frames."""
     from harness.ml.metrics import path_codes
-
-    ctx.phase("evaluate the trained model")
-    model.eval()
-    dev = next(model.parameters()).device
-    test = inputs["test_u8"]
-    encode = lambda x: ctx.call("encoder(x)", model.encoder, x.to(dev))  # noqa: E731
-    decode = lambda z: ctx.call("decoder(z)", model.decoder, z.to(dev))  # noqa: E731
 
     def code(q: Any) -> Tensor:
         if not isinstance(q, Tensor) or q.dim() != 2:
             raise StudentError(f"the trained encoder returned {type(q).__name__} {_shape(q)}, not [B, features]")
-        return q if req.kind == "ae" else q[:, : ctx.nz]
+        return q if req.kind == "ae" else q[:, :nz]
 
     obs: dict[str, Any] = {}
     with torch.no_grad():
         qs, recs = [], []
+        test = inputs["test_u8"]
         for s in range(0, len(test), EVAL_BATCH):
-            x = test[s : s + EVAL_BATCH].float().div_(255.0)
-            q = encode(x)
+            q = encode(test[s : s + EVAL_BATCH].float().div_(255.0))
             recs.append(decode(code(q)).float().cpu())
             qs.append(q.float().cpu())
         obs["q"], obs["reconstructions"] = torch.cat(qs), torch.cat(recs)
@@ -699,23 +862,130 @@ def evaluate(ctx: Context, req: TrainRequest, model: nn.Module, inputs: dict[str
     return obs
 
 
+ARCH_IMAGES = 8  # the images the evaluation unit traces the exported graphs on (the architecture check's)
+
+
+def _exported(ctx: Context, req: TrainRequest, model: nn.Module, images: Tensor) -> dict:
+    """The trained model handed back as data: its weights, and its encoder and decoder as
+    exported programs (harness.sandbox.graph), or why they could not be exported."""
+    from harness.sandbox.graph import export_model
+
+    ctx.phase("export the trained model")
+    started = time.perf_counter()
+    out: dict[str, Any] = {"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    device = next(model.parameters()).device
+    try:
+        out["programs"] = export_model(model, req.kind, ctx.nz, images[:ARCH_IMAGES].to(device))
+    except BaseException as e:  # noqa: BLE001  (student code may raise anything while it is traced)
+        out["export_error"] = (_describe(e).strip().splitlines() or ["no message"])[0][:300]
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
 def probe_train(ctx: Context) -> dict:
-    """Train one model the way the handout does and return what the harness measures: the
+    """Train one model the way the handout does and hand back what it became, as data: the
     contract call's observations (when asked), the run's (the loop's observed behaviour, its
-    curves) and the trained model's outputs (:func:`evaluate`)."""
+    curves) and the trained model (:func:`_exported`). The unit never receives the evaluation
+    inputs: :func:`probe_evaluate` measures the model in a unit of its own."""
     req = TrainRequest.from_args(ctx.args)
     inputs = ctx.inputs()
     train_fn = None if req.trainer == "harness" else ctx.get(_train_key(req.kind))
     images = inputs["train_u8"].float().div_(255.0)
     labels = inputs["train_labels"]
     obs: dict[str, Any] = {}
+    bound = _BOUND  # the harness's functions as they were before the student's code loaded
     if req.contract and train_fn is not None:
-        obs["contract"] = contract_call(ctx, req, train_fn, images, labels)
-    model, obs["run"] = train_model(ctx, req, train_fn, images, labels)
-    obs.update(evaluate(ctx, req, model, inputs))
+        obs["contract"] = bound["contract_call"][0](ctx, req, train_fn, images, labels)
+    model, obs["run"] = bound["train_model"][0](ctx, req, train_fn, images, labels)
+    obs["model"] = bound["_exported"][0](ctx, req, model, images)
+    obs["tampered"] = tampered()
     if ctx.notebook is not None:  # the cells this run executed beyond the definition pass
         obs["cells"] = ctx.notebook.cell_runs()[ctx.notebook.defined :]
     return obs
+
+
+def probe_evaluate(ctx: Context) -> dict:
+    """Measure a trained model on inputs its training unit never received. With exported
+    programs, no code of the submission's runs here: the graphs are loaded as data and run
+    (``measured_in: "graph"``), and their operators are the architecture the grade judges.
+    Without them, the student's class definitions are loaded (their module imported, or a
+    notebook's definition pass) and the trained weights put in (``"definitions"``)."""
+    from harness.sandbox.graph import GraphError, graph_ops, load_program
+
+    req = TrainRequest.from_args(ctx.args["request"])
+    inputs = ctx.inputs()
+    model = inputs["model"]
+    device = torch.device(req.device)
+    if "programs" in model:
+        ctx.phase("load the trained model")
+        try:
+            encoder = load_program(model["programs"]["encoder"], device)
+            decoder = load_program(model["programs"]["decoder"], device)
+        except (GraphError, KeyError, TypeError) as e:
+            raise StudentError(f"the trained model's exported graph was refused: {e}") from None
+        ctx.phase("evaluate the trained model")
+        try:
+            x = inputs["arch_images"][:ARCH_IMAGES].to(device)
+            z, enc_ops = graph_ops(encoder, x)
+            code = z if req.kind == "ae" else z[:, : ctx.nz]
+            _, dec_ops = graph_ops(decoder, code.reshape(code.shape[0], -1))
+            parameters = {
+                f"{part}.{k}": list(v.shape)
+                for part, m in (("encoder", encoder), ("decoder", decoder))
+                for k, v in m.named_parameters()
+            }
+            obs = evaluate(req, ctx.nz, lambda t: encoder(t.to(device)), lambda t: decoder(t.to(device)), inputs)
+        except StudentError:
+            raise
+        except Exception as e:  # noqa: BLE001  (the graph is the student's: it may fail on these inputs)
+            raise StudentError(f"the trained model's graph failed on the evaluation inputs: {_describe(e)}") from None
+        architecture = {"encoder_ops": enc_ops, "decoder_ops": dec_ops, "parameters": parameters}
+        return {**obs, "architecture": architecture, "measured_in": "graph"}
+    measure = _BOUND["evaluate"][0]  # bound before the student's definitions load, just below
+    trained = _training_model(ctx, req.kind, _beta(req), req.reference_model).to(device)
+    ctx.phase("load the trained model")
+    try:
+        trained.load_state_dict(model["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise StudentError(f"the trained weights do not fit the model: {str(e)[:300]}") from None
+    ctx.phase("evaluate the trained model")
+    trained.eval()
+    encode = lambda t: ctx.call("encoder(x)", trained.encoder, t.to(device))  # noqa: E731
+    decode = lambda t: ctx.call("decoder(z)", trained.decoder, t.to(device))  # noqa: E731
+    return {**measure(req, ctx.nz, encode, decode, inputs), "measured_in": "definitions", "tampered": tampered()}
+
+
+# The harness's functions a training unit calls after the student's code has loaded, bound when
+# this module is imported (before any student code): rebinding them in the module changes nothing,
+# and rebinding or rewriting one (its __code__) is reported by tampered().
+GUARDED = ("contract_call", "train_model", "_exported", "evaluate", "LoopWatch", "Context", "run_unit")
+
+
+def _code_of(obj: Any) -> tuple:
+    if isinstance(obj, type):
+        return tuple(getattr(f, "__code__", None) for f in vars(obj).values() if callable(f))
+    return (getattr(obj, "__code__", None),)
+
+
+def _bind() -> dict[str, tuple[Any, tuple]]:
+    from harness.sandbox import graph
+
+    bound = {name: (globals()[name], _code_of(globals()[name])) for name in GUARDED}
+    for name in ("export_model", "export_part", "load_program", "graph_ops"):
+        bound[f"graph.{name}"] = (getattr(graph, name), _code_of(getattr(graph, name)))
+    return bound
+
+
+def tampered() -> list[str]:
+    """The guarded functions the unit's code rebound or rewrote since this module was imported."""
+    from harness.sandbox import graph
+
+    found = []
+    for name, (obj, code) in _BOUND.items():
+        module, attr = (graph, name[6:]) if name.startswith("graph.") else (_THIS, name)
+        if getattr(module, attr, None) is not obj or _code_of(obj) != code:
+            found.append(name)
+    return found
 
 
 PROBES: dict[str, Callable[[Context], dict]] = {
@@ -725,4 +995,8 @@ PROBES: dict[str, Callable[[Context], dict]] = {
     "sampling": probe_sampling,
     "vae": probe_vae,
     "train": probe_train,
+    "evaluate": probe_evaluate,
 }
+
+_THIS = sys.modules[__name__]
+_BOUND = _bind()

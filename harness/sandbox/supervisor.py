@@ -368,22 +368,30 @@ def become_unprivileged(mode: str | None) -> None:
 
 
 class Unit:
-    """Where one unit works and what it may write: set up by the supervisor before the fork."""
+    """Where one unit works and what it may write: set up by the supervisor before the fork.
+
+    The unit's observations reach the supervisor through a pipe; the supervisor alone writes
+    them to ``out/<unit>.pt`` (the unit holds no descriptor of that file), and keeps them only
+    when the unit ended at its last phase."""
 
     def __init__(self, req: dict, config: dict, out_dir: int):
         self.req, self.config = req, config
         name = str(req["unit"])
-        if "/" in name or name.startswith("."):
-            raise ValueError(f"bad unit name {name!r}")
+        inputs = str(req.get("inputs") or "shared")
+        for part in (name, inputs):
+            if "/" in part or part.startswith("."):
+                raise ValueError(f"bad unit name {part!r}")
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         self.out_fd = os.open(f"{name}.pt", flags, 0o644, dir_fd=out_dir)
         self.progress_fd = os.open(f"{name}.progress", flags, 0o644, dir_fd=out_dir)
         scratch = config["scratch"]
         if config.get("mount_ns"):
             self.cwd = fresh_scratch(int(config["tmp_mb"]), config.get("owner"), "/sandbox/work", config["kept"])
-            self.inputs = Path("/sandbox/inputs.pt")
+            self.inputs = Path(f"/sandbox/in/{inputs}.pt")
         else:
-            self.cwd, self.inputs = f"{scratch}/work", Path(scratch) / "inputs.pt"
+            self.cwd, self.inputs = f"{scratch}/work", Path(scratch) / "in" / f"{inputs}.pt"
+        if req.get("trusted"):  # an evaluation unit: nothing of the submission's in its working folder
+            self.cwd = "/tmp/home" if config.get("mount_ns") else f"{scratch}/home"
 
     def close(self) -> None:
         os.close(self.out_fd)
@@ -393,7 +401,35 @@ class Unit:
         return os.pread(self.progress_fd, 32, 0).decode(errors="replace").strip()
 
 
-def _child(unit: Unit, out_w: int, err_w: int, status_w: int, out_dir: int) -> None:
+class ResultWriter(threading.Thread):
+    """Drains a unit's result pipe into its observation file, up to ``OUTPUT_FILE_CAP``."""
+
+    def __init__(self, fd: int, out_fd: int):
+        super().__init__(daemon=True)
+        self.fd, self.out_fd, self.total = fd, out_fd, 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.total += len(chunk)
+            if self.total <= OUTPUT_FILE_CAP:
+                os.write(self.out_fd, chunk)
+        os.close(self.fd)
+
+    @property
+    def over_cap(self) -> bool:
+        return self.total > OUTPUT_FILE_CAP
+
+    def discard(self) -> None:
+        os.ftruncate(self.out_fd, 0)
+
+
+def _child(unit: Unit, out_w: int, err_w: int, status_w: int, result_w: int, closing: tuple[int, ...]) -> None:
     """In the forked child: confine, redirect, run the probe, write its output. Never returns."""
     code = 0
     try:
@@ -402,7 +438,8 @@ def _child(unit: Unit, out_w: int, err_w: int, status_w: int, out_dir: int) -> N
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.close(out_dir)  # the unit writes only the two files opened for it
+        for fd in (*closing, unit.out_fd):  # the unit writes its progress file and its result pipe, nothing else
+            os.close(fd)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
@@ -415,7 +452,7 @@ def _child(unit: Unit, out_w: int, err_w: int, status_w: int, out_dir: int) -> N
 
         status = os.fdopen(status_w, "w", buffering=1)
         req = {**unit.req, "module": os.path.join(unit.cwd, unit.req["module"])}
-        files = probes.UnitFiles(unit.inputs, unit.out_fd, unit.progress_fd)
+        files = probes.UnitFiles(unit.inputs, result_w, unit.progress_fd)
         probes.run_unit(req, files, status)
     except SystemExit as e:  # a probe reports sys.exit from student code itself; this is a last resort
         code = e.code if isinstance(e.code, int) else 1
@@ -436,22 +473,23 @@ def _harness_gone() -> bool:
     return bool(select.select([sys.stdin], [], [], 0)[0])
 
 
-def run_request(req: dict, config: dict, out_dir: int) -> dict:
+def run_request(req: dict, config: dict, out_dir: int, closing: tuple[int, ...] = ()) -> dict:
+    """Run one unit in a forked child (``closing``: the supervisor's descriptors the child must not keep)."""
     cap = int(req.get("output_cap_kb", 64)) * 1024
     unit = Unit(req, config, out_dir)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     st_r, st_w = os.pipe()
+    res_r, res_w = os.pipe()
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        for fd in (out_r, err_r, st_r):
-            os.close(fd)
-        _child(unit, out_w, err_w, st_w, out_dir)
-    for fd in (out_w, err_w, st_w):
+        _child(unit, out_w, err_w, st_w, res_w, (out_r, err_r, st_r, res_r, *closing))
+    for fd in (out_w, err_w, st_w, res_w):
         os.close(fd)
     readers = [CappedReader(out_r, cap), CappedReader(err_r, cap), CappedReader(st_r, 16 * 1024)]
-    for r in readers:
+    result = ResultWriter(res_r, unit.out_fd)
+    for r in (*readers, result):
         r.start()
     timeout, memory_mb = float(req["timeout_s"]), float(req["memory_mb"])
     stall_s = float(req.get("stall_s") or 0)
@@ -487,13 +525,17 @@ def run_request(req: dict, config: dict, out_dir: int) -> dict:
                 break
         time.sleep(POLL_S)
     leftovers = kill_descendants(me)  # the unit itself (on timeout) and anything it left behind
-    for r in readers:
+    for r in (*readers, result):
         r.join(timeout=2)
-    unit.close()
     seconds = time.monotonic() - started
     phases = readers[2].text().splitlines()
     if status == "ok" and (exit_code != 0 or term_signal is not None):
         status = "crashed"
+    # Observations count only from a unit that reached its last phase, whatever its exit status.
+    finished = status == "ok" and bool(phases) and phases[-1] == "done" and not result.over_cap
+    if not finished:
+        result.discard()
+    unit.close()
     return {
         "unit": req["unit"],
         "status": status,
@@ -501,7 +543,8 @@ def run_request(req: dict, config: dict, out_dir: int) -> dict:
         "signal": term_signal,
         "seconds": round(seconds, 3),
         "peak_memory_mb": round(peak, 1),
-        "phase": phases[-1] if phases else "",
+        "phases": phases[-50:],  # the host reads them against its own vocabulary (host.read_phase)
+        "result_bytes": result.total,
         "stdout": readers[0].text(),
         "stderr": readers[1].text(),
         "stdout_bytes": readers[0].total,
@@ -557,7 +600,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     out_dir = os.open(scratch / "out", os.O_RDONLY | os.O_DIRECTORY)  # kept across the pivot; units never see it
-    mine = {"work": str(scratch / "work"), "inputs.pt": str(scratch / "inputs.pt")}
+    mine = {"work": str(scratch / "work"), "in": str(scratch / "in")}
     view = build_root(str(scratch / "root"), config["visible"], mine) if config.get("mount_ns") else {}
     config["kept"] = view.get("kept", {})
     _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # units may not reach into the supervisor's /proc entries
@@ -583,12 +626,12 @@ def main() -> None:
 
             preload()  # matplotlib and torchvision, once: every forked notebook unit inherits them
             notebook_warm = True
-        if req.get("probe") == "train" and not warm:
+        if req.get("probe") in ("train", "evaluate") and not warm:
             from harness.sandbox.probes import warm_up
 
             warm_up(req)  # the harness's own code, once: every forked training unit inherits compiled kernels
             warm = True
-        reply.write(json.dumps(run_request(req, config, out_dir)) + "\n")
+        reply.write(json.dumps(run_request(req, config, out_dir, (out_dir,))) + "\n")
         reply.flush()
     kill_descendants(os.getpid())
 

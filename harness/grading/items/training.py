@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from torch import Tensor
 
 from harness.config.assignment import Assignment, GradingSpec
@@ -83,17 +84,25 @@ def ratio_part(part: str, what: str, mine: float, ref: float, full: float, zero:
     return PartScore(part, share, text)
 
 
+def steps_after_backward(observed: dict) -> int:
+    """Optimizer steps that followed a backward pass reaching the model (``LoopWatch``); an older
+    observation without that counter is read by its gradient count."""
+    return int(observed.get("steps_after_backward", observed.get("steps_with_grad", 0)))
+
+
 def contract_part(part: str, contract: dict | None, fn: str) -> PartScore:
-    """Did the loop behave like the handout's in the short contract call?"""
+    """Did the loop behave like the handout's in the short contract call? A loop none of whose
+    steps followed a backward pass that reached the model (a made-up ``.grad``, or no step at
+    all) earns nothing, whatever else it got right."""
     if contract is None:
         return PartScore(part, 0.0, f"{fn} was not observed (it did not run)")
-    n = contract["iterations"]
+    n, steps, after = contract["iterations"], contract["steps"], steps_after_backward(contract)
     rules = [
-        (contract["steps"] == n, f"an optimizer step per batch ({contract['steps']} steps for {n} batches)"),
+        (steps == n, f"an optimizer step per batch ({steps} steps for {n} batches)"),
         (
-            contract["steps_with_grad"] == contract["steps"] and contract["steps"] > 0,
-            f"a backward pass before every step "
-            f"({contract['steps_with_grad']} of {contract['steps']} steps had gradients)",
+            after == steps and steps > 0,
+            f"a backward pass before every step ({after} of {steps} steps followed a backward pass "
+            "that reached the model)",
         ),
         (
             contract["carried"] == 0,
@@ -111,13 +120,52 @@ def contract_part(part: str, contract: dict | None, fn: str) -> PartScore:
             bool(contract["returned_lengths"]) and all(k == n for k in contract["returned_lengths"]),
             f"one loss value per iteration returned (got {contract['returned_lengths'] or 'none'} for {n})",
         ),
+        (
+            bool(contract.get("params_changed", True)),
+            "change of the weights (every parameter is as it was before the call)",
+        ),
     ]
     bad = [text for ok, text in rules if not ok]
+    if after == 0:
+        text = (
+            f"{fn} with {n} batches: {steps} optimizer steps, none after a backward pass "
+            f"({contract.get('backwards', 0)} backward passes reached the model): the loop earns nothing"
+        )
+        others = [b for b in bad if not b.startswith("a backward pass before every step")]
+        return PartScore(part, 0.0, text + ("; also " + "; ".join(f"no {b}" for b in others) if others else ""))
     if bad:
         return PartScore(
             part, 1 - len(bad) / len(rules), f"{fn} with {n} batches: " + "; ".join(f"no {b}" for b in bad)
         )
     return PartScore(part, 1.0, f"{fn}: one step per batch after a fresh backward pass, at the learning rate passed in")
+
+
+def untrained(value: dict, fn: str) -> str:
+    """Why a run's model was not trained by the loop's own backward passes ("" when it was): its
+    weights did not change, or none of its optimizer steps followed a backward pass reaching it.
+    A run of the harness's own loop (no watch) is judged by who trained it, elsewhere."""
+    run = value.get("run") or {}
+    if not run.get("params_changed"):
+        return f"the weights did not change during {fn}: the model did not train"
+    watch = run.get("watch")
+    if watch is not None and steps_after_backward(watch) == 0:
+        return (
+            f"none of the {watch.get('steps', 0)} optimizer steps of {fn} followed a backward pass "
+            f"({watch.get('backwards', 0)} backward passes reached the model): the weights moved without gradients"
+        )
+    return ""
+
+
+def loop_trains(value: dict, fn: str) -> bool:
+    """The student's loop trains a model by its own backward passes, in the contract call and in
+    the run: it may train the tuned run (a loop with lesser defects is charged in its own item)."""
+    contract = value.get("contract")
+    return (
+        contract is not None
+        and steps_after_backward(contract) > 0
+        and bool(contract.get("params_changed", True))
+        and not untrained(value, fn)
+    )
 
 
 def curve_drop(values: list[float], drop: float = 0.0) -> tuple[bool, str]:
@@ -146,6 +194,130 @@ def curve_part(
     return PartScore(part, 1.0 if ok else 0.0, f"{label}loss curve: {text}")
 
 
+FOLLOW_MEDIAN = 0.01  # the returned values' median deviation from the observed losses, after fitting the scale
+FOLLOW_MOST, FOLLOW_SHARE = 0.25, 0.8  # and this share of them within this deviation
+FIT_TERMS_MIN = 8  # aligned points from which the two terms' own scales are fitted as well
+
+
+def _aligned(returned: np.ndarray, observed: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The returned columns (``[n, c]``) and the observed losses at one length, each way a loop
+    may legitimately report its losses: one per step, or one per group of steps (an epoch, every
+    k-th iteration) as the group's mean, its first or its last loss; a longer returned list is
+    averaged down to the steps."""
+    n, m = len(returned), len(observed)
+    if n == m:
+        return [("per step", returned, observed)]
+    if n > m:
+        down = np.stack([b.mean(axis=0) for b in np.array_split(returned, m)])
+        return [(f"{n} values averaged to {m} steps", down, observed)]
+    groups = np.array_split(observed, n)
+    per = f"per group of {m / n:.3g} steps"
+    return [
+        (f"{per}, its mean", returned, np.array([g.mean() for g in groups])),
+        (f"{per}, its first", returned, np.array([g[0] for g in groups])),
+        (f"{per}, its last", returned, np.array([g[-1] for g in groups])),
+    ]
+
+
+def _deviation(r: np.ndarray, o: np.ndarray) -> tuple[float, float, float] | None:
+    """(scale, median deviation, the FOLLOW_SHARE quantile of the deviations) of ``r`` from
+    ``scale * o``; one positive scale covers sums against means, per-image sums, epoch totals."""
+    keep = np.isfinite(r) & np.isfinite(o)
+    r, o = r[keep], o[keep]
+    if not len(r):
+        return None
+    if np.all(o > 0):
+        scale = float(np.median(r / o))
+    else:
+        scale = float(np.dot(r, o) / max(float(np.dot(o, o)), 1e-300))
+    if not math.isfinite(scale) or scale <= 0:
+        return None
+    fitted = scale * o
+    floor = 1e-12 + 1e-3 * float(np.median(np.abs(fitted)))
+    d = np.abs(r - fitted) / np.maximum(np.abs(fitted), floor)
+    return scale, float(np.median(d)), float(np.quantile(d, FOLLOW_SHARE))
+
+
+def _fit_terms(rec: np.ndarray, kl: np.ndarray, o: np.ndarray) -> np.ndarray | None:
+    """``a rec + b kl`` closest to ``o`` in relative terms (a, b > 0): the terms reported in
+    scales of their own (the MSE summed, the KL averaged) against the total backpropagated."""
+    keep = np.isfinite(rec) & np.isfinite(kl) & np.isfinite(o) & (o > 0)
+    if keep.sum() < FIT_TERMS_MIN:
+        return None
+    x = np.stack([rec[keep], kl[keep]], axis=1) / o[keep, None]
+    coef, *_ = np.linalg.lstsq(x, np.ones(int(keep.sum())), rcond=None)
+    if not np.all(np.isfinite(coef)) or np.any(coef <= 0):
+        return None  # one term alone: the single-scale candidates cover it
+    return coef[0] * rec + coef[1] * kl
+
+
+def _span(values: np.ndarray | list[float]) -> str:
+    return f"{values[0]:.4g} -> {values[-1]:.4g}" if len(values) else "nothing"
+
+
+def follows_observed(
+    curves: dict[str, list[float]], observed: list[float] | None, beta: float = 0.0, steps: int | None = None
+) -> tuple[bool, str]:
+    """Do the returned curves follow the losses the harness saw backpropagated (``observed``,
+    ``LoopWatch.observed_losses``: one per optimizer step, of ``steps`` seen in all)? Tolerant of
+    how a loop reports: per iteration or per epoch (any grouping of steps: its mean, first or
+    last), the total ``rec + beta * kl``, the reconstruction term alone, ``rec + kl``, or the two
+    terms in scales of their own, sums or means (a fitted scale); strict about values no
+    backward pass produced (a made-up or constant list): after the scale, the median deviation
+    is at most FOLLOW_MEDIAN, and FOLLOW_SHARE of the values are within FOLLOW_MOST."""
+    rec = np.asarray(curves["rec"], dtype=float)
+    kl = np.asarray(curves.get("kl") or [], dtype=float)
+    if not observed:
+        return False, (
+            f"no loss was seen backpropagated through the model, so the returned values "
+            f"({_span(rec)}, {len(rec)} of them) are not the losses of any training"
+        )
+    obs = np.asarray(observed, dtype=float)
+    two = len(kl) == len(rec) and len(rec) > 0
+    columns = np.stack([rec, kl], axis=1) if two else rec[:, None]
+    if steps and steps > len(obs):  # the watch kept the first steps only: compare those
+        columns = columns[: max(1, round(len(columns) * len(obs) / steps))]
+    best = None
+    for how, r, o in _aligned(columns, obs) if len(columns) else []:
+        if two:
+            candidates = [("rec", r[:, 0]), ("rec + kl", r[:, 0] + r[:, 1])]
+            if beta:
+                candidates.insert(0, (f"rec + {beta:g} kl", r[:, 0] + beta * r[:, 1]))
+            fitted = _fit_terms(r[:, 0], r[:, 1], o)
+            if fitted is not None:
+                candidates.append(("the two terms, each scaled", fitted))
+        else:
+            candidates = [("returned", r[:, 0])]
+        for what, values in candidates:
+            dev = _deviation(values, o)
+            if dev is not None and (best is None or dev[1] < best[1][1]):
+                best = (f"{what}, {how}", dev)
+    seen = f"{len(obs)} steps: {_span(obs)}"
+    if best is not None and best[1][1] <= FOLLOW_MEDIAN and best[1][2] <= FOLLOW_MOST:
+        how, (scale, median, _) = best
+        return True, (
+            f"it follows the losses the harness saw backpropagated ({seen}; {how}, scale {scale:.3g}, "
+            f"median deviation {median:.1%})"
+        )
+    closest = f"; closest: {best[0]}, scale {best[1][0]:.3g}, median deviation {best[1][1]:.0%}" if best else ""
+    return False, (
+        f"the returned values do not follow the losses the harness saw backpropagated: returned {_span(rec)} "
+        f"({len(rec)} values), backpropagated {seen}{closest} (at most {FOLLOW_MEDIAN:.0%}, and "
+        f"{FOLLOW_SHARE:.0%} of them within {FOLLOW_MOST:.0%}, expected)"
+    )
+
+
+def run_curve_part(part: str, g: GradingSpec, run: dict, beta: float = 0.0, label: str = "") -> PartScore:
+    """A run's returned curves: finite and dropping (:func:`curve_part`), and the losses the
+    harness saw backpropagated (:func:`follows_observed`): no curve points without them."""
+    if run.get("curves") is None:
+        return PartScore(part, 0.0, f"{label}{run.get('curve_error') or 'no loss values returned'}")
+    dropping = curve_part(part, g, run["curves"], beta, label)
+    watch = run.get("watch") or {}
+    ok, text = follows_observed(run["curves"], run.get("observed_losses"), beta, watch.get("observed_steps"))
+    return PartScore(part, dropping.share if ok else 0.0, f"{dropping.evidence}; {text}")
+
+
 # --------------------------------------------------------------------------- items
 
 
@@ -153,13 +325,10 @@ def score_ae_training(a: Assignment, value: dict, m: RunMeasure, ref: ReferenceR
     g, item = a.grading, a.item("ae_training")
     fn = a.submission.names.train_autoencoder
     parts = [contract_part("loop", value.get("contract"), fn)]
-    run = value["run"]
-    if run["curves"] is None:
-        parts.append(PartScore("curve", 0.0, run["curve_error"]))
-    else:
-        parts.append(curve_part("curve", g, run["curves"]))
-    if not run["params_changed"]:
-        parts.append(PartScore("result", 0.0, f"the weights did not change during {fn}: the model did not train"))
+    parts.append(run_curve_part("curve", g, value["run"]))
+    why = untrained(value, fn)
+    if why:
+        parts.append(PartScore("result", 0.0, why))
     else:
         parts.append(
             ratio_part(
@@ -187,14 +356,10 @@ def score_vae_training(
     spec0, spec10 = a.training.fixed[0], a.training.fixed[1]
     parts = [contract_part("loop", v0.get("contract"), fn)]
 
-    curve_scores = []
-    for name, spec, v in ((n0, spec0, v0), (n10, spec10, v10)):
-        c = v["run"]["curves"]
-        curve_scores.append(
-            curve_part("curves", g, c, spec.beta, f"{name}: ")
-            if c is not None
-            else PartScore("curves", 0.0, f"{name}: {v['run']['curve_error']}")
-        )
+    curve_scores = [
+        run_curve_part("curves", g, v["run"], spec.beta, f"{name}: ")
+        for name, spec, v in ((n0, spec0, v0), (n10, spec10, v10))
+    ]
     parts.append(PartScore("curves", min(s.share for s in curve_scores), "; ".join(s.evidence for s in curve_scores)))
 
     ref0 = ref.run(spec0.name)
@@ -209,13 +374,15 @@ def score_vae_training(
         if tuned_kl is not None and tuned_kl < half
         else "at least half expected"
     )
+    why0 = untrained(v0, f"{fn} (beta = {spec0.beta:g})")
     parts.append(
         PartScore(
             "beta0",
-            1.0 if ok0 else 0.0,
+            1.0 if ok0 and not why0 else 0.0,
             f"beta = {spec0.beta:g}: KL {_num(m0.kl)} per image (reference {_num(ref0.kl)}; {bound}), "
             f"{m0.active_units}/{nz} active units (at least {want_units} expected: nothing "
-            f"pulls the posterior to the prior); test MSE {m0.test_mse:.4f}, reference {ref0.test_mse:.4f}",
+            f"pulls the posterior to the prior); test MSE {m0.test_mse:.4f}, reference {ref0.test_mse:.4f}"
+            + (f"; {why0}" if why0 else ""),
         )
     )
 
@@ -232,12 +399,13 @@ def score_vae_training(
             f"in your loss convention beta = {spec10.beta:g} is {beta10_ref:.3g} in the reference's, too weak "
             f"to collapse the posterior: a KL below your beta = 0 run's ({_num(m0.kl)})"
         )
+    why10 = untrained(v10, f"{fn} (beta = {spec10.beta:g})")
     parts.append(
         PartScore(
             "beta10",
-            1.0 if ok10 else 0.0,
+            1.0 if ok10 and not why10 else 0.0,
             f"beta = {spec10.beta:g}: KL {_num(m10.kl)} per image, {m10.active_units}/{nz} active units; "
-            f"expected {expect}",
+            f"expected {expect}" + (f"; {why10}" if why10 else ""),
         )
     )
     result = from_parts(item, parts, {"runs": {n0: m0.to_json(), n10: m10.to_json()}, "observed": _observed(v0)})
@@ -317,12 +485,17 @@ def score_beta_tuning(
     kl_reduction: str | None,
     note: str = "",
     stand_in: bool = False,
+    loop_stand_in: bool = False,
+    untrained_why: str = "",
 ) -> ItemResult:
     """Two questions: is the beta good (``in_band``, plus ``not_collapsed`` on the student's run),
     and does the student's run at that beta match the reference's run at the same beta
-    (``samples``, ``reconstructions``). With ``stand_in`` the reference VAE trained at the
-    student's beta: the beta is still judged, but the model's quality is the reference's work,
-    so those parts earn nothing and an instructor reviews the item."""
+    (``samples``, ``reconstructions``). Those two earn points only from a model the student's
+    own code trained. With ``stand_in`` the reference VAE trained at the student's beta, with
+    ``loop_stand_in`` the harness's loop trained the student's VAE (their loop does not train):
+    the beta is still judged, but the model's quality is the reference's work, so those parts
+    earn nothing and an instructor reviews the item. ``untrained_why``: the student's loop ran
+    but did not train the model (``untrained``), so its posterior judges nothing either."""
     g, item = a.grading, a.item("beta_tuning")
     head = convention_text(tuned_beta, factor, kl_reduction)
     if m is None:
@@ -354,12 +527,20 @@ def score_beta_tuning(
     recon = ratio_part("reconstructions", "test MSE", m.test_mse, ref.test_mse, g.mse_full_credit, g.mse_zero_credit)
     recon.evidence = recon.evidence.replace("reference", same, 1)
     parts.append(recon)
-    if stand_in:
+    fn = a.submission.names.train_vae
+    if stand_in or loop_stand_in:
+        whose = (
+            "the reference VAE stood in for yours"
+            if stand_in
+            else f"the reference's training loop stood in for your {fn}, which does not train"
+        )
         for part in (samples, recon):
             part.share = 0.0
-            part.evidence = (
-                f"not credited: the reference VAE stood in for yours, so this measures its work ({part.evidence})"
-            )
+            part.evidence = f"not credited: {whose}, so this measures its work and earns no points ({part.evidence})"
+    elif untrained_why:
+        for part in (parts[0], samples, recon):
+            part.share = 0.0
+            part.evidence = f"not credited: {untrained_why}, so this earns no points ({part.evidence})"
     metrics_ = {
         "run": m.to_json(),
         "beta": tuned_beta,
@@ -376,22 +557,32 @@ def score_beta_tuning(
         result.evidence.insert(1, note)
     if v.provisional:  # never a silent verdict: an instructor confirms it
         result.status = "needs_review"
-    if stand_in:
+    if stand_in or loop_stand_in:
         result.status = "needs_review"
         result.evidence.insert(
             1,
             "needs review: your VAE could not run, so the reference VAE trained at your beta; "
+            "only the choice of beta is credited"
+            if stand_in
+            else f"needs review: your {fn} does not train, so the harness's loop trained your VAE at your beta; "
             "only the choice of beta is credited",
         )
     return result
 
 
 def score_interpolation(
-    a: Assignment, ae: RunMeasure, vae: RunMeasure, ref_vae: RunMeasure, answer: ItemResult | None
+    a: Assignment,
+    ae: RunMeasure,
+    vae: RunMeasure,
+    ref_vae: RunMeasure,
+    answer: ItemResult | None,
+    vae_stand_in: str = "",
 ) -> ItemResult:
     """The handout's paths on the student's AE and tuned VAE (reference stand-ins when theirs are
     unusable; that failure is charged to its own item), against the reference VAE trained at the
-    student's own beta (so a beta choice is charged once, under beta_tuning), plus the answer."""
+    student's own beta (so a beta choice is charged once, under beta_tuning), plus the answer.
+    The paths earn points only from a tuned VAE the student's own code trained: ``vae_stand_in``
+    says what stood in for it (the reference's VAE or loop), and the part earns nothing."""
     g, item = a.grading, a.item("interpolation")
     mine = sum(p["confidence"] for p in vae.paths) / max(1, len(vae.paths))
     theirs = sum(p["confidence"] for p in ref_vae.paths) / max(1, len(ref_vae.paths))
@@ -405,11 +596,13 @@ def score_interpolation(
     stand_ins = [
         f"the {w} path uses the reference's {w} (yours is charged under its own item)"
         for w, m in (("AE", ae), ("VAE", vae))
-        if m.source == "reference"
+        if m.source == "reference" and not (w == "VAE" and vae_stand_in)
     ]
     if stand_ins:
         text += "; " + "; ".join(stand_ins)
-    parts = [PartScore("paths", 1.0 if ok else 0.0, text)]
+    if vae_stand_in:
+        text += f"; not credited: {vae_stand_in}, so the path earns no points"
+    parts = [PartScore("paths", 1.0 if ok and not vae_stand_in else 0.0, text)]
     if answer is None:
         parts.append(PartScore("answer", 0.0, "no answer"))
         status_review = False
