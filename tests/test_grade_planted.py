@@ -41,7 +41,7 @@ PLANTED = {  # name: (items it must cost, edits of submission.py, tuned_beta lin
         ["vae_training", "beta_tuning", "interpolation"],
         [("            total_loss.backward()\n", "")],
         None,
-        "a backward pass before every step",
+        "none after a backward pass",
     ),
     "tuned-beta-10": (["beta_tuning"], [], "tuned_beta = 10.0", "the posterior collapsed"),
     "tuned-beta-0": (["beta_tuning"], [], "tuned_beta = 0.0", "beta is too small"),

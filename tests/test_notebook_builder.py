@@ -151,6 +151,11 @@ def test_the_drift_variants_drift(year, completed):
     assert "%load_ext autoreload" in magic and "!pip install" in magic and "!ls" in magic
 
 
+# A bug whose loop trains nothing leaves a model the harness's loop trained downstream: those items
+# lose only the results that would be the reference's work (docs/checks.md), never the defect again.
+STAND_IN_LOSSES = {"vae-loop-without-backward": {"beta_tuning", "interpolation"}}
+
+
 def test_the_bug_suite_is_large_and_each_bug_is_owned_by_one_rubric_item():
     items = {r.id for r in load_assignment("variant-a").rubric} & {r.id for r in load_assignment("variant-b").rubric}
     names = set(N.bugs("2020"))
@@ -158,7 +163,7 @@ def test_the_bug_suite_is_large_and_each_bug_is_owned_by_one_rubric_item():
     for year in N.YEARS:
         assert set(N.bugs(year)) == names
         for name, (lost, edits) in N.bugs(year).items():
-            assert len(lost) == 1 and lost[0] in items, name
+            assert lost[0] in items and set(lost[1:]) == STAND_IN_LOSSES.get(name, set()), name
             assert edits, name
 
 

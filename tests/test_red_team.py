@@ -25,8 +25,9 @@ needs_handouts = pytest.mark.skipif(
 )
 
 # Rebinds the probe functions from the submission's own top-level code (or a notebook cell), so
-# that the harness's loop trains the model and the loop contract reads as kept, while the
-# student's training functions return at once.
+# that the harness's loop trains the model, the loop contract reads as kept and the measured
+# reconstructions are the test images themselves, while the student's training functions return
+# at once.
 PROBE_REPLACEMENT = """
 import sys as _sys
 
@@ -42,8 +43,14 @@ if _probes is not None:
         return {"steps": 6, "steps_with_grad": 6, "backwards": 6, "carried": 0, "lrs": [lr], "covered": 1.0,
                 "learning_rate": lr, "iterations": 6, "returned_lengths": [6]}
 
-    _probes.train_model, _probes.contract_call = _harness_trains, _kept
-    _probes.evaluate = lambda *args, **kwargs: {}
+    _real_evaluate = _probes.evaluate
+
+    def _perfect(*args, **kwargs):
+        obs = _real_evaluate(*args, **kwargs)
+        obs["reconstructions"] = args[-1]["test_u8"].float() / 255  # args[-1]: the unit's inputs
+        return obs
+
+    _probes.train_model, _probes.contract_call, _probes.evaluate = _harness_trains, _kept, _perfect
 """
 
 LAZY_FOLDER = [
@@ -70,13 +77,16 @@ class Encoder(_HonestEncoder):
 
 class Decoder(_HonestDecoder):
     def forward(self, z):
+        out = super().forward(z)  # every layer runs, so the architecture check's trace sees them
+        if self.training:  # it trains honestly: only what is measured (eval mode) is forged
+            return out
         last = _STASH["last"]
         if last is not None and len(last) == len(z):
             return last
         if _STASH["bank"]:
             bank = torch.cat(_STASH["bank"])
             return bank[torch.arange(len(z)) % len(bank)]
-        return super().forward(z)
+        return out
 """
 
 # An MLP auto-encoder that, inside the architecture check, writes the observations of a conv
@@ -108,7 +118,12 @@ class AutoEncoder(nn.Module):
         params = {k: list(v.shape) for k, v in conv.named_parameters()}
         buffer = io.BytesIO()
         torch.save({"ok": True, "encoder_ops": enc_ops, "decoder_ops": dec_ops, "parameters": params}, buffer)
-        _os.write(ctx.files.result_fd, buffer.getvalue())
+        fd = getattr(ctx.files, "result_fd", None)
+        if fd is None:  # a harness that hands the unit its own result file
+            fd = ctx.files.out_fd
+            _os.lseek(fd, 0, 0)
+            _os.ftruncate(fd, 0)
+        _os.write(fd, buffer.getvalue())
         ctx.status.write("save\\ndone\\n")
         ctx.status.flush()
         _os._exit(0)
@@ -130,7 +145,13 @@ _os._exit(0)
 """
 
 
-MEMORISER_FLAGS = {"mse-far-below-reference", "fid-at-real-floor", "samples-copy-training-images", "not-exported"}
+MEMORISER_FLAGS = {
+    "mse-far-below-reference",
+    "fid-at-real-floor",
+    "samples-copy-training-images",
+    "not-exported",
+    "model-mismatch",
+}
 
 
 def folder_with(tmp_path, name: str, append: str = "", replace=()) -> object:
@@ -197,24 +218,14 @@ def test_replacing_the_probe_functions_from_a_notebook_cell_changes_nothing_and_
 def test_a_memorising_model_is_measured_for_what_it_is_and_held(tmp_path, grader, folder_twin):
     result = grade_submission(folder_with(tmp_path, "memoriser", MEMORISER), grader, QUIET)
     no_more_than(result, folder_twin)
-    assert codes(result) & {
-        "mse-far-below-reference",
-        "fid-at-real-floor",
-        "samples-copy-training-images",
-        "not-exported",
-    }, result.integrity
+    assert codes(result) & MEMORISER_FLAGS, result.integrity
 
 
 @needs_handouts
 def test_a_memorising_model_in_a_notebook_is_measured_for_what_it_is_and_held(tmp_path, grader, notebook_twin):
     result = grade_submission(notebook_with(tmp_path, "memoriser", MEMORISER), grader, QUIET)
     no_more_than(result, notebook_twin)
-    assert codes(result) & {
-        "mse-far-below-reference",
-        "fid-at-real-floor",
-        "samples-copy-training-images",
-        "not-exported",
-    }, result.integrity
+    assert codes(result) & MEMORISER_FLAGS, result.integrity
 
 
 def test_an_mlp_that_forges_a_conv_architecture_is_judged_on_its_graph(tmp_path, grader, folder_twin):

@@ -166,3 +166,23 @@ def test_status_lines_the_harness_did_not_write_are_not_phases(line):
 def test_the_last_phase_is_the_last_line_in_the_vocabulary_and_the_rest_are_counted():
     lines = ["import submission.py", "call generate_samples(model, 512, 64, 'cpu')", "harness internal error; ok"]
     assert read_phase(lines, "submission.py") == ("call generate_samples(model, 512, 64, 'cpu')", 1)
+
+
+def test_how_the_models_were_measured_is_flagged_from_the_runs(assignment):
+    from harness.grading.integrity import measurement_flags
+
+    honest = {"measured_in": "graph", "mismatch": 6e-8, "tampered": [], "architecture_check": {}}
+    assert measurement_flags({"ae": honest, "tuned": honest}, assignment) == []
+    runs = {
+        "ae": {**honest, "architecture_check": {"trace_points": 6.0, "graph_points": 1.5, "max_points": 6.0}},
+        "beta-0": {**honest, "measured_in": "definitions", "export_error": "GuardOnDataDependentSymNode"},
+        "beta-10": {**honest, "mismatch": 0.9},
+        "tuned": {**honest, "tampered": ["train_model"]},
+    }
+    flags = {f.code: f for f in measurement_flags(runs, assignment)}
+    assert set(flags) == {"harness-tampered", "not-exported", "model-mismatch", "architecture-mismatch"}
+    assert (
+        "ae_training" in flags["harness-tampered"].items and "ae_sampling_answer" not in flags["harness-tampered"].items
+    )
+    assert flags["not-exported"].items == flags["model-mismatch"].items == flags["architecture-mismatch"].items == ()
+    assert "GuardOnDataDependentSymNode" in flags["not-exported"].evidence[0]

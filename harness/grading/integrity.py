@@ -42,11 +42,18 @@ COPIES_TRAINING = "samples-copy-training-images"
 HARNESS_TAMPERED = "harness-tampered"
 NOT_EXPORTED = "not-exported"
 ARCHITECTURE_MISMATCH = "architecture-mismatch"
+MODEL_MISMATCH = "model-mismatch"
+# Largest pixel difference (images in [0, 1]) between a trained model's reconstructions in its
+# own training unit and its exported graph's of the same 8 images: the same operators on the same
+# weights agree to about 1e-7 on a CPU (the example's AE: 6e-8), so 1e-3 leaves room for a GPU's
+# kernels; a model that is something else in its own process differs by far more.
+MODEL_MISMATCH_TOLERANCE = 1e-3
 CODES = (
     IMPORTS_HARNESS,
     HARNESS_TAMPERED,
     NOT_EXPORTED,
     ARCHITECTURE_MISMATCH,
+    MODEL_MISMATCH,
     MSE_FAR_BELOW,
     FID_AT_FLOOR,
     COPIES_TRAINING,
@@ -210,7 +217,9 @@ def measurement_flags(runs: Mapping[str, Mapping[str, Any]], a: Assignment) -> l
     - ``not-exported``: a trained model could not be exported, so it was measured in a unit that
       ran the submission's class definitions (``measured_in: "definitions"``); nothing is held;
     - ``architecture-mismatch``: the architecture check's trace, in the student's process, gave
-      other points than the trained AE's exported graph, whose points count; nothing is held."""
+      other points than the trained AE's exported graph, whose points count; nothing is held;
+    - ``model-mismatch``: a trained model reconstructs the same images differently in its training
+      unit than as its graph (``runs.<name>.mismatch``); the graph is measured; nothing is held."""
     flags = []
     tampered = {name: run["tampered"] for name, run in runs.items() if run.get("tampered")}
     if tampered:
@@ -231,6 +240,16 @@ def measurement_flags(runs: Mapping[str, Mapping[str, Any]], a: Assignment) -> l
         )
         evidence = tuple(f"{name}: {why or 'no reason given'}" for name, why in definitions.items())
         flags.append(Flag(NOT_EXPORTED, message, evidence, ()))
+    differ = {
+        name: run["mismatch"] for name, run in runs.items() if (run.get("mismatch") or -1) > MODEL_MISMATCH_TOLERANCE
+    }
+    if differ:
+        message = (
+            f"{len(differ)} trained model(s) reconstruct images differently in the submission's own process than "
+            "as their exported graph: the graph was measured, not what the code does when it runs"
+        )
+        evidence = tuple(f"{name}: largest pixel difference {d:.3g}" for name, d in differ.items())
+        flags.append(Flag(MODEL_MISMATCH, message, evidence, ()))
     for name, run in runs.items():
         arch = run.get("architecture_check") or {}
         graph, trace = arch.get("graph_points"), arch.get("trace_points")

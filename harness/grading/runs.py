@@ -108,6 +108,9 @@ def run_record(plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> dict:
         # "definitions" (the student's classes loaded with the trained weights), "" (not measured)
         "measured_in": o.value.get("measured_in", "") if o.ok and isinstance(o.value, dict) else "",
         "export_error": o.value.get("export_error", "") if o.ok and isinstance(o.value, dict) else "",
+        # the largest pixel difference between the graph's reconstructions and the model's own in its
+        # training unit (-1: not compared; flag model-mismatch)
+        "mismatch": o.value.get("mismatch", -1.0) if o.ok and isinstance(o.value, dict) else -1.0,
         # the harness functions the unit's code rebound or rewrote (harness.sandbox.probes.tampered)
         "tampered": list(o.value.get("tampered", [])) if o.ok and isinstance(o.value, dict) else [],
         # a notebook: the cells (or the VAE-run function) the harness ran for this run, as it saw them

@@ -874,6 +874,16 @@ def _exported(ctx: Context, req: TrainRequest, model: nn.Module, images: Tensor)
     started = time.perf_counter()
     out: dict[str, Any] = {"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
     device = next(model.parameters()).device
+    x = images[:ARCH_IMAGES].to(device)
+    try:  # the model's reconstructions in this process, which the evaluation unit compares with the graph's
+        model.eval()
+        with torch.no_grad():
+            q = model.encoder(x)
+            rec = model.decoder(q if req.kind == "ae" else q[:, : ctx.nz])
+        if isinstance(rec, Tensor):
+            out["here"] = {"x": x.detach().cpu().clone(), "rec": rec.detach().float().cpu().clone()}
+    except BaseException:  # noqa: BLE001  (the export below says what is wrong with the model)
+        pass
     try:
         out["programs"] = export_model(model, req.kind, ctx.nz, images[:ARCH_IMAGES].to(device))
     except BaseException as e:  # noqa: BLE001  (student code may raise anything while it is traced)
@@ -902,6 +912,21 @@ def probe_train(ctx: Context) -> dict:
     if ctx.notebook is not None:  # the cells this run executed beyond the definition pass
         obs["cells"] = ctx.notebook.cell_runs()[ctx.notebook.defined :]
     return obs
+
+
+def _mismatch(model: dict, encoder: nn.Module, decoder: nn.Module, req: TrainRequest, nz: int, device) -> float:
+    """The largest pixel difference between the graph's reconstructions of the training unit's
+    images and the model's own in that unit (-1: none to compare): an honest model is its graph."""
+    here = model.get("here")
+    if not isinstance(here, dict) or not isinstance(here.get("rec"), Tensor):
+        return -1.0
+    try:
+        with torch.no_grad():
+            q = encoder(here["x"].to(device))
+            rec = decoder(q if req.kind == "ae" else q[:, :nz]).float().cpu()
+        return float((rec - here["rec"]).abs().max()) if rec.shape == here["rec"].shape else 1.0
+    except Exception:  # noqa: BLE001  (shapes the graph refuses: as different as can be)
+        return 1.0
 
 
 def probe_evaluate(ctx: Context) -> dict:
@@ -940,7 +965,12 @@ def probe_evaluate(ctx: Context) -> dict:
         except Exception as e:  # noqa: BLE001  (the graph is the student's: it may fail on these inputs)
             raise StudentError(f"the trained model's graph failed on the evaluation inputs: {_describe(e)}") from None
         architecture = {"encoder_ops": enc_ops, "decoder_ops": dec_ops, "parameters": parameters}
-        return {**obs, "architecture": architecture, "measured_in": "graph"}
+        return {
+            **obs,
+            "architecture": architecture,
+            "measured_in": "graph",
+            "mismatch": _mismatch(model, encoder, decoder, req, ctx.nz, device),
+        }
     measure = _BOUND["evaluate"][0]  # bound before the student's definitions load, just below
     trained = _training_model(ctx, req.kind, _beta(req), req.reference_model).to(device)
     ctx.phase("load the trained model")
