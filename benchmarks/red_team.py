@@ -2,7 +2,7 @@
 tests) beside its honest twin, graded by a harness checkout through its command line.
 
     HARNESS_DATA=<MNIST root> python benchmarks/red_team.py --cache DIR [--harness PATH]
-        [--formats folder,notebook] [--profile smoke]
+        [--formats folder,notebook] [--profile smoke] [--only TEXT]
 
 The cases are built here from the example submission and, for notebooks, from the 2020 handout
 (tests/notebooks.py; ../shared/handouts). Each is graded with ``python -m harness grade`` of the
@@ -121,6 +121,7 @@ def main() -> None:
     p.add_argument("--cache", required=True)
     p.add_argument("--profile", default="smoke")
     p.add_argument("--formats", default="folder,notebook")
+    p.add_argument("--only", default="", help="grade only the cases whose name holds this text (and the twin)")
     args = p.parse_args()
     harness = Path(args.harness).resolve()
     print(f"red team graded by {harness} under {args.profile}")
@@ -132,6 +133,8 @@ def main() -> None:
         print(f"\n{fmt}\n| case | total | aimed-at items | integrity |\n| --- | --- | --- | --- |")
         twin: dict = {}
         for name, case in cases.items():
+            if args.only and args.only not in name and "twin" not in name:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 result = grade(harness, build(fmt, case, Path(tmp) / "in"), args.cache, args.profile, Path(tmp) / "out")
             if not result:
