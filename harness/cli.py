@@ -103,6 +103,25 @@ def _isolation_gate(required: bool) -> bool:
     return False
 
 
+def _build_band(a, reference, data, device, cache: Path, quiet: bool) -> None:
+    """The full-protocol beta band, built once when it is missing (saying so, with an estimate of
+    the time), so that no grade rests on a provisional band; ``--no-band`` skips it."""
+    from harness.reference.beta_band import ensure_band, estimate_seconds, load_band
+
+    if load_band(a, data.fingerprint, cache) is not None:
+        return
+    eta = estimate_seconds(a, reference.runs, len(data.train_images))
+    about = f"about {eta / 60:.0f} min on this device, " if eta else ""
+    print(
+        f"building the full-protocol beta band for {a.meta.id} once ({about}cached for every later grade; "
+        "--no-band skips it and judges tuned betas provisionally; docs/reference.md#the-beta-band)",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    ensure_band(a, data, device, cache, quiet=quiet)
+    print(f"beta band built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
 def cmd_reference(args: argparse.Namespace) -> int:
     from harness.ml.data import load_mnist
     from harness.reference.build import build_reference, table
@@ -319,8 +338,14 @@ def _grade_course(args: argparse.Namespace, root: Path, grader, cache: Path, dev
     for o in summary.outcomes:
         if o.error:
             print(f"  ! {o.id}: {o.error}")
+    for line in summary.similarity_lines:
+        print(f"  - {line}")
     print(summary.closing_line())
     print(f"written: {summary.grades}")
+    if summary.similarity:
+        print(f"written: {summary.similarity}")
+    elif summary.similarity_error:  # flags for review only: the grades stand
+        print(f"error: the similarity comparison failed ({summary.similarity_error})", file=sys.stderr)
     if summary.summary:
         print(f"written: {summary.summary}")
     else:
@@ -385,6 +410,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if not (course and args.scheduler) and _isolation_gate(required):
         return 2
     reference = build_reference(a, profile, data, device, cache, quiet=args.quiet)
+    if not args.no_band:
+        _build_band(a, reference, data, device, cache, args.quiet)
     grader = make_grader(a, profile, data, reference, cache, device)
     if grader.band is None:  # always shown: it changes how beta_tuning reads
         print(
@@ -543,6 +570,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from harness.course import similarity
+
+    course, out = Path(args.course), Path(args.out)
+    if not course.is_dir():
+        what = "does not exist" if not course.exists() else "is a file"
+        print(
+            f"error: {course} {what}: give a course folder (the LMS download, or a folder of submissions)",
+            file=sys.stderr,
+        )
+        return 2
+    a = _assignment(args, course)
+    started = time.perf_counter()
+    try:  # an empty course is refused here: this verb loads no torch (no harness.course.batch)
+        comparison = similarity.compare_course(course, a, out, args.name_pattern, workers=max(1, args.workers))
+    except similarity.SimilarityError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    path, failures = similarity.publish(out, comparison, render=not args.no_report)
+    summary = similarity.redraw_summary(out, comparison, a)
+    for line in comparison.notes + similarity.describe(comparison) + failures:
+        print(f"  - {line}")
+    print(f"written: {path}")
+    if summary:
+        print(f"written: {summary}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from harness.submission.starter import write_starter
 
@@ -627,6 +683,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write Gradescope's results.json (default path: <out>/<id>/results.json)",
     )
     p.add_argument("--no-report", action="store_true", help="skip the instructor report (report.html and report.pdf)")
+    p.add_argument(
+        "--no-band",
+        action="store_true",
+        help="do not build the full-protocol beta band when it is missing (tuned betas are then judged "
+        "provisionally, and beta_tuning is needs_review)",
+    )
     _isolation_option(p, "on for a folder of submissions (also checked by each Dask worker), off for one submission")
     p.add_argument(
         "--workers", type=int, default=1, help="a folder of submissions: how many to grade at a time (default: 1)"
@@ -701,6 +763,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="the assignment the course was graded for: bundled name or .toml path (default: %(default)s)",
     )
     p.set_defaults(func=cmd_export)
+
+    p = verbs.add_parser(
+        "similarity",
+        help="compare every pair of a course's hand-ins (code, answers, stored figures) and list the similar ones",
+        description="Compare every pair of submissions of a course folder, and each against the harness's reference "
+        "implementation, on the code the students wrote (the handout's lines left out), their answers and their "
+        "stored figures; write <out>/similarity.csv and, where the course was graded into <out>, each flagged "
+        "submission's result, report and summary.html. Flags for review only: no points change. Runs no student "
+        "code (docs/batch.md#similarity). Exit 2 when the folder holds no submission.",
+    )
+    p.add_argument("course", help="the course folder: notebooks as the LMS downloads them and/or submission folders")
+    p.add_argument("--out", default="reports", help="reports folder (default: %(default)s)")
+    p.add_argument(
+        "--assignment",
+        help=f"bundled assignment or a .toml path (default: the handout of the course's notebooks, else "
+        f"{DEFAULT_ASSIGNMENT})",
+    )
+    _name_pattern_option(p)
+    p.add_argument("--workers", type=int, default=2, help="processes that read the notebooks (default: %(default)s)")
+    p.add_argument("--no-report", action="store_true", help="do not draw the flagged submissions' reports again")
+    p.set_defaults(func=cmd_similarity)
 
     p = verbs.add_parser(
         "init",

@@ -6,7 +6,11 @@ in one worker, so its module fixtures are built once). Each worker's torch, and 
 training unit it starts, gets an equal share of the cores, and the workers share one cache
 folder, so the classifier and each reference are trained once (the harness's cache lock
 makes the other worker wait). Helpers shared by test files (the example submission and its
-planted copies, a course folder without training) are in tests/helpers.py."""
+planted copies, a course folder without training) are in tests/helpers.py.
+
+Tests that need ``../shared`` (the real handouts, the answer calibration set) skip, saying so,
+when it is absent; with ``HARNESS_REQUIRE_SHARED=1`` (CI sets it) such a skip is a failure, so a
+broken checkout of the shared folder cannot pass as a run of skips."""
 
 from __future__ import annotations
 
@@ -24,6 +28,9 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads()) // WORKERS))
 if WORKERS > 1:  # the CLI processes tests start take the same share
     os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+
+pytest_plugins = ["tests.require_shared"]  # HARNESS_REQUIRE_SHARED=1: a skip for want of ../shared fails
 
 
 @pytest.fixture(scope="session")

@@ -167,3 +167,77 @@ def test_open_fields_do_not_change_the_reference_cache_key(tmp_path, variant_a_t
     assert variant_a_text.count(layer) == 1
     kernel3 = variant_a_text.replace(layer, layer.replace("kernel = 4", "kernel = 3"))
     assert _load_text(tmp_path, kernel3, "k3.toml").training_digest != closed.training_digest
+
+
+# --------------------------------------------------------------------------- [notebook] roles and names
+
+SAMPLING_ROLE = '{ name = "sampling", anchors = ["def vis_samples(model):"] }'
+
+
+def test_a_misspelt_notebook_role_is_an_error_naming_the_role_and_the_known_ones(tmp_path, variant_a_text):
+    assert variant_a_text.count(SAMPLING_ROLE) == 1
+    text = variant_a_text.replace(SAMPLING_ROLE, SAMPLING_ROLE.replace('"sampling"', '"samplng"'))
+    e = _expect_error(tmp_path, text, "notebook.roles[6].name")
+    assert "unknown role 'samplng'" in e.problem and "sampling" in e.fix and "question.<id>" in e.fix
+
+
+def test_a_notebook_without_a_role_an_adapter_needs_is_an_error_naming_it(tmp_path, variant_a_text):
+    e = _expect_error(tmp_path, variant_a_text.replace(f"  {SAMPLING_ROLE},\n", ""), "notebook.roles")
+    assert "no role 'sampling'" in e.problem and "generate_samples" in e.problem and 'name = "sampling"' in e.fix
+
+
+def test_the_bundled_notebook_names_are_the_handouts_and_default_to_them():
+    from harness.config.assignment import NotebookNames
+
+    a, b = load_assignment("variant-a").notebook.names, load_assignment("variant-b").notebook.names
+    assert (a.dataset, a.loader, a.loss_lists) == ("mnist_train", "mnist_data_loader", ("rec_loss", "kl_loss"))
+    assert (a.run_function, b.run_function) == ("", "run_with_beta")
+    assert b == NotebookNames()  # the defaults are the 2026 handout's names: a short [notebook] gets them
+
+
+@pytest.mark.parametrize(
+    "line, key, problem",
+    [
+        ('loader = "mnist data loader"', "notebook.names.loader", "not a Python name"),
+        ('loader = "for"', "notebook.names.loader", "not a Python name"),
+        ('loader = "mnist_train"', "notebook.names.loader", "'mnist_train' is also notebook.names.dataset"),
+        ('loss_lists = ["rec_loss", "rec_loss"]', "notebook.names.loss_lists[1]", "is also"),
+        ('sample_function = ""', "notebook.names.sample_function", "not a Python name"),
+        ('loss_lists = ["rec_loss"]', "notebook.names.loss_lists", "expected 2 values"),
+        ('sampler = "vis_samples"', "notebook.names.sampler", "unknown key"),
+    ],
+    ids=["space", "keyword", "twice", "twice-in-a-list", "blank", "one-list", "unknown-key"],
+)
+def test_a_bad_notebook_name_is_an_error_naming_its_key(tmp_path, variant_a_text, line, key, problem):
+    old = line.split(" = ")[0] + " = "
+    lines = variant_a_text.splitlines(keepends=True)
+    at = lines.index("[notebook.names]\n")
+    kept = [x for x in lines[at:] if not x.startswith(old)]
+    text = "".join(lines[:at] + kept[:1] + [line + "\n"] + kept[1:])
+    e = _expect_error(tmp_path, text, key)
+    assert problem in e.problem
+
+
+def test_the_cells_file_carries_the_configs_names_to_the_notebook_unit(tmp_path):
+    """The sandbox's notebook adapters read the handout's names from the cells the host writes."""
+    import torch
+
+    from harness.config.assignment import NotebookNames
+    from harness.sandbox.host import write_cells
+    from harness.sandbox.notebook_run import Notebook, load_cells
+    from harness.submission.contents import CodeSource
+
+    names = NotebookNames(loader="train_loader", loss_lists=("rec", "kl"), run_function="")
+
+    class Sub:
+        label = "hw.ipynb"
+        code = [CodeSource("cell 3", "x = 1", 3, "data")]
+
+    write_cells(tmp_path / "cells.json", Sub(), names)
+    cells = load_cells(tmp_path / "cells.json")
+    assert list(cells) == [{"number": 3, "role": "data", "text": "x = 1"}] and cells.names == names
+    nb = Notebook(cells, {"images": torch.rand(2, 1, 28, 28), "labels": torch.arange(2)}, lambda phase: None, 5.0)
+    try:
+        assert nb.handout == names
+    finally:
+        nb.restore()

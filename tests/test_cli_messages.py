@@ -170,3 +170,19 @@ def test_disabled_progress_prints_nothing_but_still_counts():
     with Progress(total=3, file=log, disable=True) as bar:
         bar.update(2)
     assert bar.n == 2 and log.getvalue() == ""
+
+
+def test_the_readme_s_profile_table_gives_each_bundled_profile_s_training_images():
+    """The README's Profiles table says what the first line of a grade says (the config's count)."""
+    import re
+    from pathlib import Path
+
+    from harness.config.assignment import bundled_assignments, load_assignment
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([\d,]+) \|", readme, flags=re.M))
+    assert {"quick", "smoke"} <= set(rows), rows
+    for name in bundled_assignments():
+        for p in load_assignment(name).profiles:
+            if p.train_images:
+                assert int(rows[p.name].replace(",", "")) == p.train_images, (name, p.name, rows[p.name])

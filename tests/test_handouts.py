@@ -462,3 +462,103 @@ def test_section_points_match_the_rubric(name):
 def test_2020_and_2022_share_every_code_cell():
     """Why both years map to variant-a: the code the students fill in is the same."""
     assert handout("handout-2020").sources() == handout("handout-2022").sources()
+
+
+# --------------------------------------------------------------------------- the handout's names ([notebook.names])
+
+# Where each [notebook.names] key's name must appear in the handout's code: the role of the cells
+# (found by the config's own anchors) and how the name appears there. "binds": a line, at any
+# indentation, assigns it (alone or in a tuple); "defines": a top-level `def name(`; "slot": the
+# last cell of the role assigns it at top level (the tuned-beta slot).
+NAME_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
+    "dataset": (("data", "binds"),),
+    "loader": (("forward_test", "binds"),),
+    "batch_size": (("forward_test", "binds"),),
+    "workers": (("forward_test", "binds"),),
+    "nz": (("forward_test", "binds"),),
+    "epochs": (("ae_training", "binds"), ("vae_runs", "binds")),
+    "learning_rate": (("ae_training", "binds"), ("vae_runs", "binds")),
+    "beta": (("vae_runs", "slot"),),
+    "device": (("ae_training", "binds"),),
+    "ae_model": (("ae_training", "binds"),),
+    "vae_model": (("vae_runs", "binds"),),
+    "sample_function": (("sampling", "defines"),),
+    "run_function": (("vae_runs", "defines"),),
+    "loss_lists": (("vae_runs", "binds"),),
+    "interpolation_function": (("interpolation", "defines"),),
+    "interpolation_labels": (("interpolation", "binds"),),
+}
+
+
+def role_sources(h: Handout, a: Assignment, role: str) -> list[str]:
+    """The code of the handout's cells that play ``role``, found by the config's anchors."""
+    from harness.submission.cells import map_roles
+
+    triples = [(i, c.cell_type, c.source) for i, c in enumerate(h.cells, 1)]
+    numbers = map_roles(triples, a.notebook).roles.get(role, ())
+    return [h.cells[n - 1].source for n in numbers]
+
+
+def binds(source: str, name: str) -> bool:
+    other = r"[\w.]+[ \t]*"
+    pattern = rf"^[ \t]*(?:{other},[ \t]*)*{re.escape(name)}[ \t]*(?:,[ \t]*{other})*=(?!=)"
+    return re.search(pattern, source, flags=re.MULTILINE) is not None
+
+
+def function_parameters(source: str, name: str) -> list[str] | None:
+    """The parameter names of the top-level ``def name(...)`` of a cell, None when it has none."""
+    m = re.search(rf"^def {re.escape(name)}\(([^)]*)\)", source, flags=re.MULTILINE)
+    return None if m is None else [p.split("=")[0].strip() for p in m.group(1).split(",") if p.strip()]
+
+
+def test_every_notebook_name_is_placed_by_this_test():
+    from dataclasses import fields
+
+    from harness.config.assignment import NotebookNames
+
+    assert set(NAME_PLACES) == {f.name for f in fields(NotebookNames)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_notebook_names_are_the_handouts_own(name):
+    h, a = handout(name), assignment_for(name)
+    check = Mismatches(name)
+    names = a.notebook.names
+    for key, places in NAME_PLACES.items():
+        value = getattr(names, key)
+        for role, how in places:
+            sources = role_sources(h, a, role)
+            if not sources:
+                check.fail(f"{check.config}.toml notebook.names.{key}: no {role} cell in {name}")
+                continue
+            if key == "run_function":  # the one function the VAE-run cells define, or "" for none
+                defined = [(f, s) for s in sources for f in re.findall(r"^def (\w+)\(", s, flags=re.MULTILINE)]
+                check.check(f"notebook.names.{key}", value, defined[0][0] if defined else "", f"the {role} cells")
+                if value and defined and defined[0][0] == value:  # called with the setting names as keywords
+                    wanted = [names.epochs, names.learning_rate, names.beta]
+                    params = function_parameters(defined[0][1], value)
+                    check.check(f"notebook.names.{key} (parameters)", wanted, params, f"def {value}(...)")
+                continue
+            for one in value if isinstance(value, tuple) else (value,):
+                if how == "binds":
+                    found = any(binds(s, one) for s in sources)
+                elif how == "defines":
+                    found = any(function_parameters(s, one) is not None for s in sources)
+                else:  # the tuned-beta slot: a top-level assignment of the last cell of the role
+                    found = re.search(rf"^{re.escape(one)}[ \t]*=(?!=)", sources[-1], flags=re.MULTILINE) is not None
+                if not found:
+                    verb = "defines" if how == "defines" else "assigns"
+                    check.fail(
+                        f"{check.config}.toml notebook.names.{key} = {one!r}: no {role} cell of {name} {verb} it"
+                    )
+    check.done()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_printed_loss_label_is_printed_by_the_handout_s_training_cells(name):
+    """[notebook] printed_losses: each label appears in a print of the AE or VAE training cells."""
+    h, a = handout(name), assignment_for(name)
+    sources = role_sources(h, a, "ae_training") + role_sources(h, a, "vae_runs")
+    prints = [line for s in sources for line in s.splitlines() if "print(" in line]
+    for label in a.notebook.printed_losses:
+        assert any(label in line for line in prints), (name, label, prints)

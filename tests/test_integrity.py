@@ -192,6 +192,50 @@ def test_novel_samples_or_a_minority_of_copies_are_not_flagged():
     assert [f.code for f in flags] == ["samples-copy-training-images"]
 
 
+# --------------------------------------------------------------------------- the loop, the status stream
+
+
+def loop(steps: int, after: int, backwards: int, changed: bool) -> dict:
+    return {"steps": steps, "steps_after_backward": after, "backwards": backwards, "params_changed": changed}
+
+
+def test_steps_with_no_backward_pass_behind_them_are_flagged_holding_nothing():
+    runs = {"ae": {"loop": loop(40, 0, 0, True)}, "beta-0": {"loop": loop(40, 40, 40, True)}}
+    (flag,) = integrity.loop_flags(runs)
+    assert (flag.code, flag.items) == ("steps-without-backward", ())
+    assert flag.evidence == ("ae: 40 optimizer steps, 0 backward passes reached the model",)
+
+
+def test_a_run_whose_weights_never_moved_is_flagged_did_not_train():
+    runs = {"beta-0": {"loop": loop(0, 0, 0, False)}, "tuned": {"loop": None, "trainer": "harness"}}
+    (flag,) = integrity.loop_flags(runs)
+    assert flag.code == "did-not-train" and flag.evidence[0].startswith("beta-0: 0 optimizer steps")
+
+
+def test_honest_loops_and_the_harness_s_own_loop_raise_no_loop_flag():
+    runs = {"ae": {"loop": loop(40, 40, 40, True)}, "tuned": {"loop": None}, "beta-10": {"status": "not run"}}
+    assert integrity.loop_flags(runs) == []
+
+
+def test_lines_written_to_the_status_stream_are_one_flag_naming_each_unit():
+    (flag,) = integrity.status_flags({"architecture": 2, "sampling": 1})
+    assert (flag.code, flag.items) == ("status-stream-written", ())
+    assert "3 line(s)" in flag.message
+    assert flag.evidence == (
+        "unit architecture: 2 line(s) the harness did not write",
+        "unit sampling: 1 line(s) the harness did not write",
+    )
+    assert integrity.status_flags({}) == []
+
+
+def test_the_loop_record_reads_the_observer_and_is_none_for_the_harness_s_loop():
+    from harness.grading.runs import loop_record
+
+    watch = {"steps": 5, "steps_after_backward": 3, "backwards": 4}
+    assert loop_record({"run": {"watch": watch, "params_changed": True}}) == loop(5, 3, 4, True)
+    assert loop_record({"run": {"watch": None, "params_changed": True}}) is None
+
+
 # --------------------------------------------------------------------------- hold
 
 

@@ -49,7 +49,14 @@ COMMAND_CALLERS = ("harness.cli", "harness.course")
 
 # Importing these must not import torch (a config, a file write or a write-up from a notebook's stored
 # outputs should not cost torch's start-up).
-LIGHT = ("harness.config.assignment", "harness.config.plan", "harness.io", "harness.grading.stored_write_up")
+LIGHT = (
+    "harness.config.assignment",
+    "harness.config.plan",
+    "harness.io",
+    "harness.grading.stored_write_up",
+    "harness.course.entries",
+    "harness.course.similarity",
+)
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,8 @@ def test_a_loop_stepping_on_made_up_gradients_earns_no_loop_points(tmp_path, run
     assert sum("earns no points" in e for e in tuning.evidence) == 2, tuning.evidence
     assert items["interpolation"].points <= 2, items["interpolation"].evidence
     assert result.total <= 45 - 13, {i.id: i.points for i in result.items}
+    flag = next(f for f in result.integrity if f["code"] == "steps-without-backward")
+    assert any(e.startswith("ae: ") and "0 backward passes" in e for e in flag["evidence"]), flag
 
 
 def test_training_functions_that_return_at_once_earn_no_result_points(tmp_path, run_grade):
@@ -115,6 +117,8 @@ def test_training_functions_that_return_at_once_earn_no_result_points(tmp_path, 
     assert paths.startswith("x ") and "stood in" in paths and "earns no points" in paths, paths
     assert items["interpolation"].points <= 2
     assert result.total <= 45 - 13, {i.id: i.points for i in result.items}
+    flag = next(f for f in result.integrity if f["code"] == "did-not-train")
+    assert {e.split(":")[0] for e in flag["evidence"]} >= {"ae", "beta-0"}, flag
 
 
 def test_made_up_returned_losses_of_an_honest_loop_are_charged_on_the_curves(tmp_path, run_grade):

@@ -216,3 +216,19 @@ def test_unquote_and_headings():
     assert after_answer_line("q\n**Answer**:\n\nx") == "x"
     assert after_answer_line("no answer line") is None
     assert is_heading("\n## Tuning") and not is_heading("Text # not a heading")
+
+
+@needs_handouts
+def test_an_unanswered_question_is_named_by_its_notebook_cell_never_by_answers_md(tmp_path):
+    from harness.grading.items.answers import score_answers
+    from harness.submission.detect import load
+    from tests import notebooks as nbs
+    from tests.helpers import notebook_in
+
+    a = load_assignment("variant-a")
+    sub = load(notebook_in(tmp_path, nbs.handout("2020")), a)
+    items, _ = score_answers(a, sub)
+    beta0 = items[next(q.rubric_item for q in a.questions if q.id == "beta-0")]
+    cell = sub.notebook.roles["question.beta-0"][0]
+    assert beta0.points == 0 and "answers.md" not in beta0.evidence[0], beta0.evidence
+    assert f"{sub.notebook.file} cell {cell}" in beta0.evidence[0], beta0.evidence

@@ -18,6 +18,7 @@ from harness.submission.cells import (
     CellMap,
     detect_handout,
     detection_problem,
+    find_placeholder,
     has_line,
     map_roles,
     missing_markers,
@@ -217,6 +218,23 @@ def test_every_todo_region_of_a_handout_is_untouched_save_the_given_beta_0_setti
     for t in todos:
         assert t.role == cell_map.role_of(t.cell) and t.role in TODO_ROLES, (t.cell, t.role)
     assert set(untouched_by_role(todos)) == TODO_ROLES
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "q = None       # output of encoder\nq = self.encoder(x)",
+        "mu = None\nmu, log_sigma = q.chunk(2, dim=1)",
+        "self.encoder = None\nself.encoder = Encoder(2 * nz)",
+    ],
+)
+def test_a_placeholder_the_student_kept_and_assigned_on_a_later_line_is_not_untouched(code):
+    assert find_placeholder(code) == ""
+
+
+@pytest.mark.parametrize("code", ["q = None\nz = q + 1", "opt = None\nif opt == None:\n  pass", "epochs ="])
+def test_a_placeholder_never_assigned_again_is_still_untouched(code):
+    assert find_placeholder(code) == code.splitlines()[0]
 
 
 def fill(code: str) -> str:

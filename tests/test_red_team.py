@@ -258,6 +258,7 @@ def test_text_written_to_the_status_stream_never_reaches_the_evidence(tmp_path, 
     assert item.status == "error" and item.points == 0
     assert "internal error in harness" not in text and "not the submission" not in text
     assert "exit code 0" in text and "generate_samples" in text and "did not write" in text
+    assert "status-stream-written" in codes(result), result.integrity
     assert {i.id: i.points for i in result.items if i.id != "ae_sampling"} == {
         k: v for k, v in example_points.items() if k != "ae_sampling"
     }
@@ -274,6 +275,7 @@ def test_text_a_notebook_cell_writes_to_the_status_stream_never_reaches_the_evid
     assert all(i.points == 0 for i in result.items if i.id in ("ae_architecture", "ae_forward", "ae_sampling"))
     assert "internal error in harness" not in text and "not the submission" not in text
     assert "exit code 0" in text
+    assert "status-stream-written" in codes(result), result.integrity
 
 
 @needs_handouts
@@ -288,6 +290,7 @@ def test_a_notebook_loop_stepping_on_made_up_gradients_earns_no_loop_points(tmp_
     no_more_than(result, notebook_twin)
     ae = next(i for i in result.items if i.id == "ae_training")
     assert ae.points <= 6 - 2, ae.evidence  # the loop part (2 points) is lost at least
+    assert "steps-without-backward" in codes(result), result.integrity
 
 
 @needs_handouts
@@ -299,6 +302,7 @@ def test_a_notebook_vae_loop_that_never_trains_earns_nothing_from_the_harness_s_
     mine = points(result)
     assert mine["beta_tuning"] <= 3, next(i.evidence for i in result.items if i.id == "beta_tuning")
     assert mine["vae_training"] < points(notebook_twin)["vae_training"]
+    assert "did-not-train" in codes(result), result.integrity
 
 
 @needs_handouts

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import keyword
 import math
 import tomllib
 import types
@@ -180,8 +181,28 @@ class RubricItem:
 
 @dataclass(frozen=True)
 class Concept:
+    """An idea a good answer contains, and the phrases that show it (docs/assignment-format.md).
+    Phrases match on word stems; ``synonyms`` with at most two other words between theirs,
+    ``paraphrases`` anywhere in one clause, in order. ``vague`` phrases name the idea without
+    saying it (a bare "good"): half credit. ``opposites`` claim the contrary: negated ("not
+    realistic") they show the idea, asserted they deny it. ``about`` names the question's topics
+    the idea is about (the VAE's path, the samples): a phrase said of another topic does not count."""
+
     id: str
-    synonyms: tuple[str, ...]
+    synonyms: tuple[str, ...] = ()
+    paraphrases: tuple[str, ...] = ()
+    vague: tuple[str, ...] = ()
+    opposites: tuple[str, ...] = ()
+    about: tuple[str, ...] = ()
+    weight: float = 1.0  # the idea's share of the item, relative to the question's other concepts
+
+
+@dataclass(frozen=True)
+class Topic:
+    """Something an answer talks about (a model, the reconstructions), named by ``phrases``."""
+
+    id: str
+    phrases: tuple[str, ...]
 
 
 QUESTION_SECTIONS = ("ae", "vae", "interpolation", "")  # "": after everything else
@@ -195,6 +216,7 @@ class Question:
     concepts: tuple[Concept, ...]
     rubric_item: str = ""  # the rubric item this answer earns (alone, or with code)
     section: str = ""  # where the documents quote it: after the AE samples, the VAE runs or the paths
+    topics: tuple[Topic, ...] = ()  # what a concept's ``about`` can name
 
 
 @dataclass(frozen=True)
@@ -275,6 +297,49 @@ class CellRole:
     kind: CellKind = "code"
 
 
+# The cell roles the harness's code reads (docs/assignment-format.md#notebook), and what for. A
+# [notebook] role is one of these or ``question.<id>``; a misspelt one would leave its cells unread.
+NOTEBOOK_ROLES: dict[str, str] = {
+    "data": "the dataset cell",
+    "encoder_decoder": "the Encoder and Decoder classes",
+    "forward_test": "the loader cell and forward-pass test: make_data_loader runs it again",
+    "autoencoder": "the AutoEncoder class",
+    "ae_training": "the AE training cell: train_autoencoder runs it again",
+    "reconstruction": "the reconstruction function",
+    "sampling": "the sampling function: generate_samples calls it",
+    "vae_model": "the VAE class",
+    "vae_runs": "the VAE-run cells: train_vae runs them; the tuned-beta slot",
+    "interpolation": "the interpolation cell",
+}
+# Without one of these a notebook's adapters (harness.sandbox.notebook_run) would be silently absent.
+REQUIRED_ROLES = ("forward_test", "ae_training", "sampling", "vae_runs")
+QUESTION_ROLE = "question."
+
+
+@dataclass(frozen=True)
+class NotebookNames:
+    """The handout's own Python names that the harness binds, substitutes or reads in a notebook
+    (harness.sandbox.notebook_run, harness.submission.notebook_code and .notebook_figures).
+    tests/test_handouts.py checks each against the code of the handouts the file follows."""
+
+    dataset: str = "mnist_train"  # the data cell's training set: the loader cell wraps it
+    loader: str = "mnist_data_loader"  # what the loader cell builds
+    epochs: str = "epochs"  # setting lines: the definition pass sets them to 0, a run to its own
+    learning_rate: str = "learning_rate"
+    beta: str = "beta"  # also the tuned-beta slot: the last `beta = ...` of the last vae_runs cell
+    batch_size: str = "batch_size"
+    workers: str = "nworkers"
+    nz: str = "nz"  # the sampling function reads these globals
+    device: str = "device"
+    ae_model: str = "ae_model"  # the AE cell's model, which the sampling cell shows
+    vae_model: str = "vae_model"  # a VAE run's model, which the cells after it show
+    sample_function: str = "vis_samples"  # the sampling cell's function
+    run_function: str = "run_with_beta"  # a vae_runs cell's function taking (epochs, learning_rate, beta); "": none
+    loss_lists: tuple[str, str] = ("rec_loss", "kl_loss")  # the VAE cell's (reconstruction, KL) lists
+    interpolation_function: str = "interpolate_and_visualize"
+    interpolation_labels: tuple[str, str] = ("START_LABEL", "END_LABEL")
+
+
 @dataclass(frozen=True)
 class NotebookSpec:
     """How a handed-in notebook of this handout is recognised and read (docs/assignment-format.md).
@@ -287,6 +352,11 @@ class NotebookSpec:
     # Each cell's limit in the run that defines the notebook's names (no training in it): a cell
     # that loops forever is stopped and recorded, and the next one runs.
     cell_timeout_s: float = 30.0
+    names: NotebookNames = NotebookNames()
+    # What the handout's training loops print before a reconstruction loss ("It 40: Reconstruction
+    # Loss: 0.0123"): a short profile quotes the last one of a run's stored output
+    # (harness.submission.notebook_logs)
+    printed_losses: tuple[str, ...] = ("Reconstruction Loss:", "Rec Loss:")
 
 
 @dataclass(frozen=True)
@@ -470,6 +540,7 @@ def _validate(a: Assignment, file: str) -> None:
             raise AssignmentError(
                 file, f"questions.{q.id}.rubric_item", f"no rubric item {q.rubric_item!r}", "name an item of [[rubric]]"
             )
+        _validate_concepts(q, file)
     if not 0 <= a.answers.over_limit_penalty <= 1:
         raise AssignmentError(file, "answers.over_limit_penalty", "must be a share between 0 and 1", "use e.g. 0.5")
     g = a.grading
@@ -492,6 +563,42 @@ def _validate(a: Assignment, file: str) -> None:
         )
 
 
+def _validate_concepts(q: Question, file: str) -> None:
+    """Concept and topic ids are unique, each concept has a phrase that can show it, every phrase
+    has a word, ``about`` names the question's topics and a weight is positive."""
+    topics = [t.id for t in q.topics]
+    for t in q.topics:
+        key = f"questions.{q.id}.topics.{t.id}"
+        if topics.count(t.id) > 1:
+            raise AssignmentError(file, key, "duplicate topic id", "give each topic its own id")
+        _validate_phrases(t.phrases, f"{key}.phrases", file, required=True)
+    ids = [c.id for c in q.concepts]
+    for c in q.concepts:
+        key = f"questions.{q.id}.concepts.{c.id}"
+        if ids.count(c.id) > 1:
+            raise AssignmentError(file, key, "duplicate concept id", "give each concept its own id")
+        if not c.synonyms and not c.paraphrases:
+            raise AssignmentError(file, key, "no synonyms or paraphrases", 'add synonyms = ["..."]')
+        for name in ("synonyms", "paraphrases", "vague", "opposites"):
+            _validate_phrases(getattr(c, name), f"{key}.{name}", file)
+        for topic in c.about:
+            if topic not in topics:
+                known = ", ".join(topics) or "none defined"
+                raise AssignmentError(
+                    file, f"{key}.about", f"no topic {topic!r}", f"name a topic of the question ({known})"
+                )
+        if not c.weight > 0:
+            raise AssignmentError(file, f"{key}.weight", f"{c.weight:g} is not positive", "use a weight > 0, e.g. 1")
+
+
+def _validate_phrases(phrases: tuple[str, ...], key: str, file: str, required: bool = False) -> None:
+    if required and not phrases:
+        raise AssignmentError(file, key, "the list is empty", "list at least one phrase")
+    for i, phrase in enumerate(phrases):
+        if not any(ch.isalnum() for ch in phrase):
+            raise AssignmentError(file, f"{key}[{i}]", f"{phrase!r} has no word", "write the phrase's words")
+
+
 def _validate_anchor_lines(lines: tuple[str, ...], key: str, file: str) -> None:
     """Anchor lines are matched one line at a time: each must be one non-blank line."""
     if not lines:
@@ -508,6 +615,22 @@ def _validate_notebook(nb: NotebookSpec, question_ids: set[str], file: str) -> N
             file, "notebook.cell_timeout_s", f"{nb.cell_timeout_s} is not positive", "use seconds > 0"
         )
     names = [r.name for r in nb.roles]
+    known = ", ".join(NOTEBOOK_ROLES)
+    for i, role in enumerate(nb.roles):
+        if role.name not in NOTEBOOK_ROLES and not role.name.startswith(QUESTION_ROLE):
+            raise AssignmentError(
+                file, f"notebook.roles[{i}].name", f"unknown role {role.name!r}", f"use one of {known}, question.<id>"
+            )
+    for name in REQUIRED_ROLES:
+        if name not in names:
+            raise AssignmentError(
+                file,
+                "notebook.roles",
+                f"no role {name!r} ({NOTEBOOK_ROLES[name]})",
+                f'add {{ name = "{name}", anchors = [...] }}',
+            )
+    validate_notebook_names(nb.names, file)
+    _validate_anchor_lines(nb.printed_losses, "notebook.printed_losses", file)
     for role in nb.roles:
         key = f"notebook.roles.{role.name}"
         if names.count(role.name) > 1:
@@ -519,6 +642,36 @@ def _validate_notebook(nb: NotebookSpec, question_ids: set[str], file: str) -> N
                 raise AssignmentError(file, key, f"no question {qid!r}", "name an id of [[questions]]")
             if role.cells != "one":
                 raise AssignmentError(file, f"{key}.cells", "a question has one cell", 'write cells = "one"')
+
+
+def validate_notebook_names(names: NotebookNames, file: str) -> None:
+    """Each of the handout's names is a Python identifier (``run_function`` may be ``""``: the
+    handout has none) and no two keys name the same thing."""
+    seen: dict[str, str] = {}
+    for f in dataclasses.fields(NotebookNames):
+        value = getattr(names, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for i, name in enumerate(values):
+            key = f"notebook.names.{f.name}" + (f"[{i}]" if isinstance(value, tuple) else "")
+            if f.name == "run_function" and name == "":
+                continue
+            if not name.isidentifier() or keyword.iskeyword(name):
+                raise AssignmentError(
+                    file, key, f"{name!r} is not a Python name", "write the name as the handout's code spells it"
+                )
+            if name in seen:
+                raise AssignmentError(
+                    file, key, f"{name!r} is also {seen[name]}", "give each key the handout's own, distinct name"
+                )
+            seen[name] = key
+
+
+def notebook_names(table: dict, file: str) -> NotebookNames:
+    """The names of a ``[notebook.names]`` table as written to a unit's cells file (or a TOML
+    file), checked as loading checks them."""
+    names = _build(NotebookNames, table, "notebook.names", file)
+    validate_notebook_names(names, file)
+    return names
 
 
 # --------------------------------------------------------------------------- loading

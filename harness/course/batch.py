@@ -14,8 +14,11 @@ Faults never cost data:
 - one batch at a time per output folder: a second one is refused with a clear message
   (``<out>/.batch.lock``, an advisory lock the operating system releases when its holder dies).
 
-At the end ``<out>/grades.csv`` has one row per submission (harness.course.table) and
-``<out>/summary.html`` is the course's dashboard (harness.course.summary; docs/batch.md), both with
+At the end every pair of submissions is compared for similarity (harness.course.similarity:
+``<out>/similarity.csv``, flags for review in the results, reports and dashboard; a failure there
+is reported and the batch goes on), ``<out>/grades.csv`` has one row per submission
+(harness.course.table) and ``<out>/summary.html`` is the course's dashboard (harness.course.summary;
+docs/batch.md), both with
 the instructor's manual grades in ``<out>/overrides.csv`` merged in (harness.course.overrides), as
 in each instructor report (harness.course.reports).
 """
@@ -37,6 +40,9 @@ import pandas as pd
 
 from harness import __version__
 from harness.config.assignment import Assignment
+
+# the course's entries live with the comparison, which must not load torch; named here as before
+from harness.course.entries import course_entries, discover, entry_id  # noqa: F401
 from harness.course.overrides import (
     OVERRIDES_NAME,
     OverridesError,
@@ -56,8 +62,6 @@ from harness.io import write_json_atomic
 from harness.progress import Progress
 from harness.sandbox.host import Protections
 from harness.submission.files import content_hash
-from harness.submission.identity import CANVAS_PATTERN, duplicates, identity_from_name
-from harness.submission.notebook_load import NOTEBOOK_SUFFIX
 
 LOCK_NAME = ".batch.lock"
 
@@ -102,6 +106,9 @@ class BatchSummary:
     notes: list[str] = field(default_factory=list)  # what the course folder held that was not graded, and why
     seconds: float = 0.0
     rows: pd.DataFrame | None = None  # what grades.csv and summary.html were written from
+    similarity: Path | None = None  # similarity.csv (None: the comparison was not run, or failed)
+    similarity_error: str = ""  # why the comparison failed (the grades stand)
+    similarity_lines: list[str] = field(default_factory=list)  # what it found, for the terminal
 
     def count(self, status: str) -> int:
         """Outcomes of this run: ``graded``, ``skipped`` or ``error`` (grading failed)."""
@@ -132,36 +139,6 @@ def isolation_refusal(prot: Protections, required: bool, where: str = "on this m
 def isolation_warnings(prot: Protections) -> list[str]:
     """One warning per protection not in force, for the terminal before student code runs."""
     return [f"{line} — student code runs with fewer protections; see docs/sandbox.md" for line in prot.missing]
-
-
-def discover(root: Path) -> list[Path]:
-    """The course's submissions: every visible sub-folder and notebook file, sorted by name. A
-    folder that is not a submission is still listed; grading it records why."""
-    return sorted(
-        p
-        for p in Path(root).iterdir()
-        if not p.name.startswith((".", "_")) and (p.is_dir() or (p.is_file() and p.suffix == NOTEBOOK_SUFFIX))
-    )
-
-
-def entry_id(path: Path, pattern: str = CANVAS_PATTERN) -> str:
-    """A course entry's id, its results folder's name: a folder's name, or the id a notebook's
-    file name gives (the student id under Canvas's pattern)."""
-    return path.name if path.is_dir() else identity_from_name(path.name, pattern).id
-
-
-def course_entries(root: Path, out: Path, pattern: str = CANVAS_PATTERN) -> tuple[list[Path], list[str]]:
-    """The submissions to grade under ``root`` (``out`` left out), one per id: of notebooks whose
-    names give one id (a student who uploaded twice), the last upload; and a note per id so decided."""
-    entries = [p for p in discover(root) if p.resolve() != Path(out).resolve()]
-    files = [p for p in entries if not p.is_dir()]
-    twice = duplicates(identity_from_name(p.name, pattern) for p in files)
-    dropped = {name for names in twice.values() for name in names[:-1]}
-    notes = [
-        f"{sid}: {len(names)} uploads ({', '.join(names)}); grading the last, {names[-1]}"
-        for sid, names in twice.items()
-    ]
-    return [p for p in entries if p.name not in dropped], notes
 
 
 def up_to_date(folder: Path, out: Path, g: Grader, sid: str | None = None) -> bool:
@@ -290,6 +267,7 @@ def grade_batch(
         todo = [f for f in folders if options.force or not up_to_date(f, out, g, ids[f])]
         summary.outcomes += [Outcome(ids[f], "skipped") for f in folders if f not in todo]
         statuses: list[str] = []  # of the submissions graded so far, as grades.csv will give them
+        finished = False  # the comparison runs after a whole batch, not after Ctrl-C
         try:
             with (
                 Progress(total=len(todo), desc="submissions", unit="sub", disable=options.quiet) as bar,
@@ -305,16 +283,36 @@ def grade_batch(
                 skipped = {o.id: o for o in summary.outcomes if o.status == "skipped"}
                 for sid, error in refresh_reports(out, list(skipped), g.a).items():
                     skipped[sid].error = f"report: {error}"
+            finished = True
         finally:  # also after Ctrl-C: the tables show whatever is on disk
             summary.rows = rows = grade_rows(out, list(ids.values()), g.a)
             summary.grades = write_grades(out, rows)
+            similar = course_similarity(root, out, g.a, options, summary) if finished else None
             try:
-                summary.summary = write_summary(out, rows, g.a, g.profile.name)
+                summary.summary = write_summary(out, rows, g.a, g.profile.name, similarity=similar)
             except Exception as e:  # noqa: BLE001 - the grades are written; the dashboard can be redrawn
                 summary.summary_error = f"{type(e).__name__}: {e}"
     summary.outcomes.sort(key=lambda o: o.id)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def course_similarity(root: Path, out: Path, a: Assignment, options: BatchOptions, summary: BatchSummary) -> dict:
+    """The course-wide comparison after the batch (harness.course.similarity): ``similarity.csv``,
+    each flagged submission's result and report, and summary.html's section (returned). Flags for
+    review only: a failure is recorded in ``summary`` and the batch goes on."""
+    from harness.course import similarity
+
+    try:
+        comparison = similarity.compare_course(
+            root, a, out, options.run.name_pattern, workers=similarity.default_workers()
+        )
+        summary.similarity, failures = similarity.publish(out, comparison, options.render)
+        summary.similarity_lines = similarity.describe(comparison) + failures
+        return similarity.summary_view(comparison)
+    except Exception as e:  # noqa: BLE001 - the grades are written; the comparison can be run again alone
+        summary.similarity_error = f"{type(e).__name__}: {e}"
+        return similarity.summary_view(None, summary.similarity_error)
 
 
 def refresh_reports(out: Path, ids: list[str], a: Assignment) -> dict[str, str]:

@@ -5,7 +5,8 @@ distribution overall and per rubric item, a sortable table with one row per subm
 linking its report, and the lists of submissions that need review or had errors. It reads
 only the grade table (``harness.course.table.grade_rows``) and the assignment's rubric. Submissions
 with integrity flags (harness.grading.integrity), their items held for review, have a section of
-their own above the table.
+their own above the table, and so do the pairs of hand-ins flagged as similar (harness.course.similarity,
+given by the batch: no points change).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def item_shares(grades: pd.DataFrame, a: Assignment) -> bytes:
     return figures.to_png(fig)
 
 
-def summary_context(grades: pd.DataFrame, a: Assignment, profile: str) -> dict:
+def summary_context(grades: pd.DataFrame, a: Assignment, profile: str, similarity: dict | None = None) -> dict:
     graded = grades[grades["total"].notna()]
     max_total = sum(r.points for r in a.rubric)
     records = grades.astype(object).where(grades.notna(), None).to_dict("records")
@@ -96,6 +97,8 @@ def summary_context(grades: pd.DataFrame, a: Assignment, profile: str) -> dict:
         "integrity": integrity_rows(records),
         "histogram": _uri(total_histogram(graded["total"].to_numpy(dtype=float), max_total)) if len(graded) else None,
         "items": _uri(item_shares(graded, a)) if len(graded) else None,
+        # the course-wide comparison (harness.course.similarity.summary_view); None: not run with this page
+        "similarity": similarity,
     }
 
 
@@ -113,13 +116,13 @@ def integrity_rows(records: list[dict]) -> list[dict]:
     return out
 
 
-def write_summary(out: Path, grades: pd.DataFrame, a: Assignment, profile: str) -> Path:
-    """Render ``summary.html`` from the grade table."""
+def write_summary(out: Path, grades: pd.DataFrame, a: Assignment, profile: str, similarity: dict | None = None) -> Path:
+    """Render ``summary.html`` from the grade table (and the course's similarity comparison, when given)."""
     from harness.documents.render import environment, templates_dir
 
     env = environment()
     css = (templates_dir() / "style.css").read_text(encoding="utf-8")
-    html = env.get_template("summary.html.j2").render(css=css, **summary_context(grades, a, profile))
+    html = env.get_template("summary.html.j2").render(css=css, **summary_context(grades, a, profile, similarity))
     path = out / SUMMARY_NAME
     write_bytes_atomic(path, html.encode("utf-8"))
     return path

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.config.assignment import Assignment
 from harness.grading.code import TRAINED_ITEMS, code_items, no_code_items, probe_inputs
-from harness.grading.integrity import hold, provenance_flags
+from harness.grading.integrity import hold, provenance_flags, status_flags
 from harness.grading.items.answers import score_answers
 from harness.grading.result import Result
 from harness.grading.session import RunOptions, check_limits, new_result, open_sandbox
@@ -25,10 +25,12 @@ def check_submission(folder: Path, a: Assignment, data: Mnist, options: RunOptio
     limits = check_limits(a, options)
     timings: dict[str, float] = {}
     cells: list[dict] = []
+    foreign_status: dict[str, int] = {}
     if sub.has_code:
         with open_sandbox(sub, a, probe_inputs(data)) as box:
             code = code_items(box, a, limits, timings)
             items, cells = code.items, code.cells
+        foreign_status = dict(box.foreign_status)
     else:
         items = no_code_items(a, sub.label)
     scored_answers, answers_json = score_answers(a, sub)
@@ -38,7 +40,8 @@ def check_submission(folder: Path, a: Assignment, data: Mnist, options: RunOptio
     pending = [r.id for r in a.rubric if r.id not in graded]
     order = {r.id: n for n, r in enumerate(a.rubric)}
     all_items = sorted(items + answer_items, key=lambda i: order.get(i.id, 99))
-    flags = provenance_flags(sub, a)  # code that imports the harness; check trains nothing to judge
+    # code that imports the harness, lines it wrote to the status stream; check trains nothing to judge
+    flags = provenance_flags(sub, a) + status_flags(foreign_status)
     all_items = hold(all_items, flags)
     timings["total"] = round(time.perf_counter() - started, 2)
     result = new_result("check", sub, a, "", all_items, pending, answers_json, timings, cells=cells)
@@ -61,7 +64,8 @@ def checklist(result: Result) -> str:
     for p in result.problems:
         lines.append(f"  ! {p}")
     for f in result.integrity:  # held for review: harness.grading.integrity
-        lines.append(f"  ! integrity ({f['code']}): {f['message']}; held for review: {', '.join(f['items'])}")
+        held = f"; held for review: {', '.join(f['items'])}" if f["items"] else ""
+        lines.append(f"  ! integrity ({f['code']}): {f['message']}{held}")
     lines += notebook_lines(result.notebook)
     for item in result.items:
         lines.append(f"[{marks[item.status]}] {item.title}: {item.points:g} / {item.max_points:g}")

@@ -6,6 +6,11 @@ Order: import the code once (a unit of its own, so a module that hangs or exits 
 the code items once, not four timeouts), then the architecture, the forward pass, sampling and the
 VAE. Where a later check needs a part that failed (the VAE test needs a working decoder), the
 reference part stands in and the evidence says so.
+
+A notebook cell that ends the import unit's process in the definition pass (``os._exit`` in
+``vis_samples``, a segmentation fault, the memory limit) costs the items that need it, not all four:
+the host skips it and runs the unit again (:func:`harness.sandbox.host.run_definition`), every later
+unit skips it too, and each code item that then falls short names the cell in its evidence.
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ from harness.config.assignment import Assignment
 from harness.grading.items import architecture, forward, sampling, vae
 from harness.grading.rubric import ItemResult, failed
 from harness.ml.data import Mnist
-from harness.ml.models import AutoEncoder
-from harness.sandbox.host import Limits, UnitOutcome
+from harness.sandbox.host import FatalCell, Limits, UnitOutcome, run_definition
 
 CODE_ITEMS = ("ae_architecture", "ae_forward", "ae_sampling", "vae_model")
 TRAINED_ITEMS = ("ae_training", "vae_training", "beta_tuning", "interpolation")  # graded by `harness grade`
@@ -67,6 +71,7 @@ class CodeOutcome:
     broken: set[str] = field(default_factory=set)  # parts replaced by the reference's in later units
     vae_metrics: dict = field(default_factory=dict)  # loss convention detected by vae_model
     cells: list[dict] = field(default_factory=list)  # a notebook's cells as the definition pass ran them
+    fatal: list[FatalCell] = field(default_factory=list)  # cells skipped for ending the process (notebooks)
 
     def has(self, key: str) -> bool:
         return self.found.get(key) == "ok"
@@ -89,6 +94,28 @@ def no_code_items(a: Assignment, label: str) -> list[ItemResult]:
     return [failed(a.item(i), "fail", [f"{label} is missing"]) for i in CODE_ITEMS]
 
 
+def mark_fatal(cells: list[dict], fatal: list[FatalCell]) -> list[dict]:
+    """The definition pass's cell runs with each fatal cell's entry saying how it ended the process
+    (the unit that skipped it knows only that it stopped an earlier unit)."""
+    how = {f.number: f.how for f in fatal}
+    return [
+        {**c, "error": f"ended the process ({how[c['number']]}); skipped from then on, the cells after it ran"}
+        if c.get("number") in how
+        else c
+        for c in cells
+    ]
+
+
+def with_fatal_cells(item: ItemResult, fatal: list[FatalCell]) -> ItemResult:
+    """An item that fell short names, first, each cell the checks ran without: what such a cell
+    defines is missing from every unit, so it may be why (an item that passed did not need it)."""
+    if item.status == "pass" or not fatal:
+        return item
+    notes = [f"{f.describe()}, so this check ran without what cell {f.number} defines" for f in fatal]
+    item.evidence = notes + item.evidence
+    return item
+
+
 def code_items(box, a: Assignment, limits: Limits, timings: dict) -> CodeOutcome:
     names = {k: getattr(a.submission.names, k) for k in a.submission.names.__dataclass_fields__}
     label = box.submission.label  # how messages name the student's code ("submission.py")
@@ -98,14 +125,16 @@ def code_items(box, a: Assignment, limits: Limits, timings: dict) -> CodeOutcome
         timings[unit] = outcome.seconds
         return outcome
 
-    imp = run("import")
+    imp, fatal = run_definition(box, "import", limits)
+    timings["import"] = round(imp.seconds + sum(f.seconds for f in fatal), 3)
     if not imp.ok:
         return CodeOutcome(
-            [unit_failure(i, a, imp, f"importing {label}") for i in CODE_ITEMS],
+            [with_fatal_cells(unit_failure(i, a, imp, f"importing {label}"), fatal) for i in CODE_ITEMS],
             broken={"autoencoder", "encoder", "decoder", "data_loader", "vae"},
+            fatal=fatal,
         )
     found, defined = imp.value["names"], imp.value["defined"]
-    out = CodeOutcome([], found=found, cells=list(imp.value.get("cells", [])))
+    out = CodeOutcome([], found=found, cells=mark_fatal(list(imp.value.get("cells", [])), fatal), fatal=fatal)
     box.skip_cells([c["number"] for c in out.cells if c.get("timed_out")])
 
     def has(key: str) -> bool:
@@ -113,7 +142,7 @@ def code_items(box, a: Assignment, limits: Limits, timings: dict) -> CodeOutcome
 
     results: dict[str, ItemResult] = {}
     broken = out.broken
-    ref_params = sum(p.numel() for p in AutoEncoder(a).parameters())
+    ref_params = architecture.reference_parameters(a)
     if not has("autoencoder"):
         results["ae_architecture"] = missing_name(a, "ae_architecture", names["autoencoder"], defined, label)
         broken.add("autoencoder")
@@ -188,12 +217,13 @@ def code_items(box, a: Assignment, limits: Limits, timings: dict) -> CodeOutcome
         broken.add("vae")
     else:
         substitute = sorted(k for k in ("encoder", "decoder") if k in broken and has(k))
-        o = run("vae", {"betas": VAE_BETAS, "substitute": substitute})
+        # one call of the student's own loop shows how its loss is called (items/vae.py)
+        o = run("vae", {"betas": VAE_BETAS, "substitute": substitute, "observe_loop": has("train_vae")})
         if o.ok:
             results["vae_model"] = scored("vae_model", a, lambda: vae.score(a, o.value, substitute))
             out.vae_metrics = results["vae_model"].metrics
         else:
             results["vae_model"] = unit_failure("vae_model", a, o, "the VAE tests")
             broken.add("vae")
-    out.items = [results[i] for i in CODE_ITEMS]
+    out.items = [with_fatal_cells(results[i], fatal) for i in CODE_ITEMS]
     return out

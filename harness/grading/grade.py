@@ -64,7 +64,7 @@ from harness.grading.session import (
     run_training_unit,
     training_limits,
 )
-from harness.ml.models import AutoEncoder
+from harness.ml.loss_convention import LossConvention
 from harness.sandbox.host import UnitOutcome
 from harness.sandbox.requests import TrainRequest
 from harness.submission.contents import Submission
@@ -103,11 +103,13 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
             }
             trained["interpolation"] = grade_interpolation(t, answer_items.get("interpolation"))
             runs, arrays, at_beta = t.runs, t.arrays, t.at_beta
+        foreign_status = dict(box.foreign_status)
     else:
         code = CodeOutcome(no_code_items(a, sub.label))
         trained = {i: failed(a.item(i), "fail", [f"{sub.label} is missing"]) for i in TRAINED_ITEMS}
         runs = {p.name: skipped_record(p, f"{sub.label} is missing") for p in plans}
         arrays = dict(g.reference_arrays)
+        foreign_status = {}
 
     by_id = {i.id: i for i in code.items} | {k: v for k, v in answer_items.items() if k not in TRAINED_ITEMS} | trained
     items = [by_id[r.id] for r in a.rubric if r.id in by_id]
@@ -116,6 +118,8 @@ def grade_submission(folder: Path, g: Grader, options: RunOptions = RunOptions()
     flags = (
         integrity.provenance_flags(sub, a)
         + integrity.measurement_flags(runs, a)
+        + integrity.loop_flags(runs)
+        + integrity.status_flags(foreign_status)
         + integrity.plausibility_flags(runs, reference_runs, g.reference.real_fid, arrays, g.train_images)
     )
     items = integrity.hold(items, flags)
@@ -188,6 +192,9 @@ def reference_summary(g: Grader) -> dict:
     }
 
 
+TRAINING_NEEDS_NOT = {"reconstruct"}  # vae_model parts no training run uses
+
+
 @dataclass
 class Training:
     """What the four trained items share while they run: the sandbox, the submission, the grader,
@@ -207,6 +214,7 @@ class Training:
     tuned: training.RunMeasure | None = None  # set by beta_tuning, read by interpolation
     at_beta: training.RunMeasure | None = None  # the reference at the student's beta
     loop_ok: bool = False  # the student's VAE loop kept its contract: it may train the tuned run
+    tuned_reviewed: bool = False  # beta_tuning left the tuned run's quality for review (a short profile)
 
     def plan(self, role: str) -> RunPlan:
         return next(p for p in self.plans if p.role == role)
@@ -259,7 +267,7 @@ class Training:
             why = o.value.get("export_error") or "the evaluation unit loaded your model's definitions"
             item.evidence.append(f"not confirmed on an exported graph of the trained AE ({why})")
             return {"trace_points": item.points, "graph_points": None, "max_points": item.max_points}
-        ref_params = sum(p.numel() for p in AutoEncoder(self.a).parameters())
+        ref_params = architecture.reference_parameters(self.a)
         judged = scored("ae_architecture", self.a, lambda: architecture.score(self.a, graph, ref_params))
         note = "judged on the exported graph of your trained AE (the model that was measured)"
         if judged.points != item.points:
@@ -271,9 +279,11 @@ class Training:
     def measure(self, plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> training.RunMeasure | None:
         if not o.ok:
             return None
-        a, vm = self.a, self.code.vae_metrics
+        a = self.a
         try:
-            m = training.measure(plan.name, o.value, self.g.judge, vm.get("parameterisation"))
+            # the reference VAE's scale half is log sigma; the student's, what vae_model read
+            param = "log_sigma" if request.reference_model else self.convention.parameterisation
+            m = training.measure(plan.name, o.value, self.g.judge, param)
             m.source = "reference" if request.reference_model else "student"  # whose model the loop trained
             embed = plan.role in ("ae", "tuned")
             kl = m.kl_per_dim
@@ -286,8 +296,28 @@ class Training:
             return None
 
     @property
+    def short(self) -> training.ShortRun:
+        """The grade's profile, with the notebook's stored logs of its runs (a short profile's reviews)."""
+        stored = self.sub.notebook.stored_losses if self.sub.notebook is not None else None
+        return training.ShortRun(self.g.profile.name, stored)
+
+    @property
+    def convention(self) -> LossConvention:
+        """The student's loss convention as ``vae_model`` read it (the handout's where it could not)."""
+        return LossConvention.from_json(self.code.vae_metrics.get("convention"))
+
+    @property
     def vae_model_ok(self) -> bool:
-        return self.code.item("vae_model").status == "pass" and "vae" not in self.code.broken
+        """The student's VAE trains its own runs unless a part training relies on failed: the
+        reference stands in only for a VAE broken under the student's own conventions (a wrong
+        ``reconstruct``, which no run uses, is charged in vae_model alone)."""
+        item = self.code.item("vae_model")
+        if "vae" in self.code.broken or item.status in ("error", "timeout"):
+            return False
+        failed = item.metrics.get("failed_parts")
+        if failed is None:
+            return item.status == "pass"
+        return set(failed) <= TRAINING_NEEDS_NOT
 
     def vae_request(self, plan: RunPlan, **changes) -> TrainRequest:
         """A VAE run's request: the student's VAE (with reference parts where theirs failed) when
@@ -317,7 +347,7 @@ def grade_ae_training(t: Training) -> ItemResult:
     if t.ae is None:
         return unit_failure("ae_training", a, o, f"training with {names.train_autoencoder}")
     ref = t.g.reference
-    return scored("ae_training", a, lambda: training.score_ae_training(a, o.value, t.ae, ref, note))
+    return scored("ae_training", a, lambda: training.score_ae_training(a, o.value, t.ae, ref, note, t.short))
 
 
 def grade_vae_training(t: Training) -> ItemResult:
@@ -345,9 +375,8 @@ def grade_vae_training(t: Training) -> ItemResult:
     if failure:
         o, name = failure
         return unit_failure("vae_training", a, o, f"{names.train_vae} for {name}")
-    factor = code.vae_metrics.get("beta_factor")
     note = t.vae_note()
-    return scored("vae_training", a, lambda: training.score_vae_training(a, fixed, t.g.reference, factor, note))
+    return scored("vae_training", a, lambda: training.score_vae_training(a, fixed, t.g.reference, t.convention, note))
 
 
 def grade_beta_tuning(t: Training) -> ItemResult:
@@ -355,24 +384,23 @@ def grade_beta_tuning(t: Training) -> ItemResult:
     results (samples, reconstructions) earn points only when the student's own code trained the
     student's own VAE; the choice of beta is judged either way."""
     a, sub, plan = t.a, t.sub, t.plan("tuned")
-    vm = t.code.vae_metrics
-    factor = vm.get("beta_factor")
+    conv = t.convention
     if sub.tuned_beta is None:
         why = tuned_beta_missing(sub, a)
         t.runs[plan.name] = skipped_record(plan, why)
         return failed(a.item("beta_tuning"), "fail", [why])
     # the reference VAE reads the reference convention
-    beta = sub.tuned_beta if t.vae_model_ok else sub.tuned_beta * (factor or 1.0)
+    beta = sub.tuned_beta if t.vae_model_ok else conv.to_reference(sub.tuned_beta)
     trainer = "student" if t.loop_ok else "harness"
     o, t.tuned = t.train(plan, t.vae_request(plan, beta=beta, trainer=trainer))
     harness_note = "your VAE loop does not train (see vae_training), so the harness's loop trained the tuned run"
     note = t.vae_note(harness_note if trainer == "harness" else "")
-    verdict = beta_verdict(t.g, sub.tuned_beta * (factor or 1.0))
+    verdict = beta_verdict(t.g, conv.to_reference(sub.tuned_beta))
     t.at_beta = verdict.at_beta
     if t.tuned is None:
         return unit_failure("beta_tuning", a, o, f"the tuned run (beta = {sub.tuned_beta:g})")
     untrained = training.untrained(o.value, a.submission.names.train_vae) if trainer == "student" else ""
-    return scored(
+    item = scored(
         "beta_tuning",
         a,
         lambda: training.score_beta_tuning(
@@ -380,14 +408,16 @@ def grade_beta_tuning(t: Training) -> ItemResult:
             sub.tuned_beta,
             t.tuned,
             verdict,
-            factor,
-            vm.get("kl_reduction"),
+            conv,
             note,
             stand_in=not t.vae_model_ok,
             loop_stand_in=trainer == "harness",
             untrained_why=untrained,
+            short=t.short,
         ),
     )
+    t.tuned_reviewed = any("not deducted under the" in e for e in item.evidence)
+    return item
 
 
 def grade_interpolation(t: Training, answer: ItemResult | None) -> ItemResult:
@@ -412,5 +442,7 @@ def grade_interpolation(t: Training, answer: ItemResult | None) -> ItemResult:
     else:
         why = ""
     return scored(
-        "interpolation", a, lambda: training.score_interpolation(a, ae_path, vae_path, ref_tuned, answer, why)
+        "interpolation",
+        a,
+        lambda: training.score_interpolation(a, ae_path, vae_path, ref_tuned, answer, why, t.short, t.tuned_reviewed),
     )

@@ -10,6 +10,9 @@ flag is a false alarm.
 
 - provenance (``check`` and ``grade``): the student's code imports the harness's own package,
   whose reference models and loops would pass every check (:func:`provenance_flags`);
+- the loop (``grade``): optimizer steps with no backward pass behind them, or weights that never
+  moved (:func:`loop_flags`); the training items already charge both, so nothing more is held;
+- the status stream (``check`` and ``grade``): lines the harness did not write (:func:`status_flags`);
 - plausibility (``grade``): a training run far beyond the reference trained the same way,
   measured three ways (:func:`plausibility_flags`).
 
@@ -43,6 +46,9 @@ HARNESS_TAMPERED = "harness-tampered"
 NOT_EXPORTED = "not-exported"
 ARCHITECTURE_MISMATCH = "architecture-mismatch"
 MODEL_MISMATCH = "model-mismatch"
+STEPS_WITHOUT_BACKWARD = "steps-without-backward"
+DID_NOT_TRAIN = "did-not-train"
+STATUS_WRITTEN = "status-stream-written"
 # Largest pixel difference (images in [0, 1]) between a trained model's reconstructions in its
 # own training unit and its exported graph's of the same 8 images: the same operators on the same
 # weights agree to about 1e-7 on a CPU (the example's AE: 6e-8), so 1e-3 leaves room for a GPU's
@@ -54,6 +60,9 @@ CODES = (
     NOT_EXPORTED,
     ARCHITECTURE_MISMATCH,
     MODEL_MISMATCH,
+    STEPS_WITHOUT_BACKWARD,
+    DID_NOT_TRAIN,
+    STATUS_WRITTEN,
     MSE_FAR_BELOW,
     FID_AT_FLOOR,
     COPIES_TRAINING,
@@ -261,6 +270,57 @@ def measurement_flags(runs: Mapping[str, Mapping[str, Any]], a: Assignment) -> l
             )
             flags.append(Flag(ARCHITECTURE_MISMATCH, message, (f"{name}: trace {trace:g}, graph {graph:g}",), ()))
     return flags
+
+
+def loop_flags(runs: Mapping[str, Mapping[str, Any]]) -> list[Flag]:
+    """Flags of what the student's loop did, from each run's ``loop`` record (runs.loop_record):
+
+    - ``steps-without-backward``: the loop took optimizer steps, none after a backward pass that
+      reached the model (weights moved on gradients the loop made up);
+    - ``did-not-train``: the model's weights were the same after the loop as before it.
+
+    The training items charge both (the loop part, the stand-in that earns nothing), so the flag
+    holds nothing: it tells the instructor that the loop's work was not what it claims."""
+    no_backward = {
+        name: loop
+        for name, run in runs.items()
+        if (loop := run.get("loop")) and loop["steps"] > 0 and loop["steps_after_backward"] == 0
+    }
+    still = {name: loop for name, run in runs.items() if (loop := run.get("loop")) and not loop["params_changed"]}
+    flags = []
+    if no_backward:
+        message = (
+            f"{len(no_backward)} run(s) took optimizer steps without a backward pass reaching the model: the "
+            "weights moved on gradients the loop did not compute from a loss"
+        )
+        evidence = tuple(
+            f"{name}: {loop['steps']} optimizer steps, {loop['backwards']} backward passes reached the model"
+            for name, loop in no_backward.items()
+        )
+        flags.append(Flag(STEPS_WITHOUT_BACKWARD, message, evidence, ()))
+    if still:
+        message = f"{len(still)} run(s) left the model's weights as they were: the training loop did not train"
+        evidence = tuple(
+            f"{name}: {loop['steps']} optimizer steps, {loop['backwards']} backward passes; weights unchanged"
+            for name, loop in still.items()
+        )
+        flags.append(Flag(DID_NOT_TRAIN, message, evidence, ()))
+    return flags
+
+
+def status_flags(foreign: Mapping[str, int]) -> list[Flag]:
+    """``status-stream-written``: a unit's status stream (the harness's channel for where a unit
+    is) held lines the harness did not write, ``foreign`` mapping each such unit to how many. Those
+    lines never reach the evidence (harness.sandbox.host.read_phase); nothing is held."""
+    if not foreign:
+        return []
+    total = sum(foreign.values())
+    message = (
+        f"the submission's code wrote {total} line(s) to the harness's status stream, which only the harness "
+        "writes: they were set aside, and the harness's own account of each unit stands"
+    )
+    evidence = tuple(f"unit {unit}: {n} line(s) the harness did not write" for unit, n in foreign.items())
+    return [Flag(STATUS_WRITTEN, message, evidence, ())]
 
 
 # --------------------------------------------------------------------------- plausibility

@@ -49,6 +49,10 @@ class Result:
     # {"code", "message", "evidence", "items"} per flag (harness.grading.integrity.Flag); the items
     # named are held for review. Older files lack the field: read it with .get("integrity", [])
     integrity: list[dict[str, Any]] = field(default_factory=list)
+    # grade in a course: the pairs of the course-wide comparison this submission is flagged in, one
+    # {"with", "code", "answers", "figures", "score", "signals", "evidence"} each (harness.course.similarity;
+    # set after the batch, for review only: no points change). Older files lack it: .get("similarity", [])
+    similarity: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> float:

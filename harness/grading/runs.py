@@ -113,8 +113,26 @@ def run_record(plan: RunPlan, request: TrainRequest, o: UnitOutcome) -> dict:
         "mismatch": o.value.get("mismatch", -1.0) if o.ok and isinstance(o.value, dict) else -1.0,
         # the harness functions the unit's code rebound or rewrote (harness.sandbox.probes.tampered)
         "tampered": list(o.value.get("tampered", [])) if o.ok and isinstance(o.value, dict) else [],
+        # what the harness saw the student's loop do (None: the harness's own loop trained it)
+        "loop": loop_record(o.value) if o.ok and isinstance(o.value, dict) else None,
         # a notebook: the cells (or the VAE-run function) the harness ran for this run, as it saw them
         **({"cells": o.value["cells"]} if o.ok and isinstance(o.value, dict) and "cells" in o.value else {}),
+    }
+
+
+def loop_record(value: dict) -> dict | None:
+    """The run's loop as the harness's observer saw it (``LoopWatch``): optimizer steps, those
+    after a backward pass reaching the model, backward passes, and whether the weights changed.
+    None when the harness's own loop trained the model (there is nothing of the student's to watch)."""
+    run = value.get("run") or {}
+    watch = run.get("watch")
+    if watch is None:
+        return None
+    return {
+        "steps": int(watch.get("steps", 0)),
+        "steps_after_backward": int(watch.get("steps_after_backward", watch.get("steps_with_grad", 0))),
+        "backwards": int(watch.get("backwards", 0)),
+        "params_changed": bool(run.get("params_changed")),
     }
 
 

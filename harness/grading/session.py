@@ -71,6 +71,7 @@ class _NoSandbox:
 
     def __init__(self, error: str, submission: Submission):
         self.error, self.submission = error, submission
+        self.foreign_status: dict[str, int] = {}
 
     def __enter__(self):
         return self

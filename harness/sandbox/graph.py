@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from harness.ml.loss_convention import flatten_q
+
 PARTS = ("exported_program", "state_dict", "constants", "example_inputs")  # SerializedArtifact's fields
 MAX_BATCH = 1 << 16
 # What an exported encoder or decoder may call: ATen operators and tuple indexing. Anything
@@ -57,13 +59,29 @@ def export_model(model: nn.Module, kind: str, nz: int, example: Tensor) -> dict[
     """The trained model's encoder and decoder as programs: the decoder is exported on the codes
     the encoder gives ``example`` (the AE's output, the VAE's mean: its first ``nz`` features)."""
     model.eval()
-    with torch.no_grad():
-        q = model.encoder(example)
+    encoder = model.encoder if kind == "ae" else FlatPosterior(model.encoder, nz)
+    try:
+        with torch.no_grad():
+            q = encoder(example)
+    except ValueError as e:  # a posterior in no form the harness reads
+        raise GraphError(f"the trained encoder's output: {e}") from None
     if not isinstance(q, Tensor) or q.dim() != 2:
         shape = list(q.shape) if isinstance(q, Tensor) else []
         raise GraphError(f"the trained encoder returned {type(q).__name__} {shape}, not [B, features]")
     z = q if kind == "ae" else q[:, :nz]
-    return {"encoder": export_part(model.encoder, example), "decoder": export_part(model.decoder, z.contiguous())}
+    return {"encoder": export_part(encoder, example), "decoder": export_part(model.decoder, z.contiguous())}
+
+
+class FlatPosterior(nn.Module):
+    """A VAE encoder whose posterior, in whatever form the student returns it (a ``[B, 2, nz]``
+    view, a pair, a dict), comes out as the ``[B, 2nz]`` tensor the evaluation unit reads."""
+
+    def __init__(self, encoder: nn.Module, nz: int):
+        super().__init__()
+        self.encoder, self.nz = encoder, nz
+
+    def forward(self, x: Tensor) -> Tensor:
+        return flatten_q(self.encoder(x), self.nz)
 
 
 def _check_program(text: bytes) -> None:

@@ -11,7 +11,9 @@ one unit of work (one check, one training run) in a fresh forked child with its 
 time limit, stall watchdog, memory cap (proportional set size, which works with CUDA
 builds of torch, unlike ``RLIMIT_AS``; pytorch#16558) and capped stdout/stderr.
 Every process a unit started is killed when it ends. :func:`protections` says which
-of these are in force here; results record it. See ``docs/sandbox.md``.
+of these are in force here; results record it. A notebook cell that ends its unit's process in
+the definition pass is recorded and skipped from then on (:func:`run_definition`). See
+``docs/sandbox.md``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any, Literal
 import torch
 
 import harness
-from harness.config.assignment import Assignment
+from harness.config.assignment import Assignment, NotebookNames
 from harness.submission.contents import Submission
 from harness.submission.files import copy_files
 
@@ -72,6 +74,8 @@ class UnitOutcome:
     peak_memory_mb: float = 0.0
     leftover_processes: int = 0
     limits: Limits | None = None
+    exit_code: int | None = None  # how the unit's process ended (None: by a signal, or not known)
+    term_signal: int | None = None  # the signal that ended it
 
     @property
     def ok(self) -> bool:
@@ -276,7 +280,7 @@ class Sandbox:
         remove_stale_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         try:
-            self._prepare(inputs)
+            self._prepare(inputs, a.notebook.names if a.notebook is not None else NotebookNames())
         except BaseException:  # a copy over the cap, a full disk: leave no scratch folder behind
             shutil.rmtree(self.scratch, ignore_errors=True)
             raise
@@ -296,14 +300,16 @@ class Sandbox:
         self.proc: subprocess.Popen | None = None
         self.ready: dict = {}
         self._stderr: list[str] = []
+        # units whose status stream held lines the harness did not write: unit -> how many
+        self.foreign_status: dict[str, int] = {}
 
-    def _prepare(self, inputs: dict[str, torch.Tensor]) -> None:
+    def _prepare(self, inputs: dict[str, torch.Tensor], names: NotebookNames) -> None:
         """The scratch folder: the private copy in ``work/``, the units' inputs, their folders."""
         work = self.scratch / "work"
         for d in ("work", "out", "in", "home", "tmp", "root"):
             (self.scratch / d).mkdir()
         if self.submission.kind == "notebook":  # the cells, as run: the notebook file itself never enters
-            write_cells(work / self.submission.module, self.submission)
+            write_cells(work / self.submission.module, self.submission, names)
         else:
             copy_files(self.submission.path, self.submission.files, work)
         torch.save(inputs, self.scratch / "in" / "shared.pt")
@@ -381,7 +387,8 @@ class Sandbox:
 
     def skip_cells(self, numbers: list[int]) -> None:
         """A notebook's cells that later units do not run: ones that ran past their time limit in
-        the first unit would cost every unit that limit again (harness.sandbox.notebook_run)."""
+        the first unit would cost every unit that limit again, ones that ended its process would
+        end every unit (harness.sandbox.notebook_run, :func:`run_definition`)."""
         self.base["skip_cells"] = sorted(set(self.base.get("skip_cells", [])) | set(numbers))
 
     def progress(self, unit: str) -> int:
@@ -454,6 +461,8 @@ class Sandbox:
             )
         reply = json.loads(line)
         phase, foreign = read_phase(reply.get("phases", []), self.submission.label)
+        if foreign:
+            self.foreign_status[unit] = foreign
         outcome = UnitOutcome(
             unit,
             reply["status"],
@@ -464,6 +473,8 @@ class Sandbox:
             peak_memory_mb=reply["peak_memory_mb"],
             leftover_processes=reply["leftover_processes"],
             limits=limits,
+            exit_code=reply.get("exit_code"),
+            term_signal=reply.get("signal"),
         )
         foreign_note = f" (its status stream also held {foreign} lines the harness did not write)" if foreign else ""
         if outcome.status == "ok" and outcome.phase != "done":  # ended before its last phase, even with exit 0
@@ -513,10 +524,89 @@ def read_phase(lines: list[str], label: str) -> tuple[str, int]:
     return (known[-1] if known else ""), len(lines) - len(known)
 
 
-def write_cells(path: Path, sub: Submission) -> None:
-    """A notebook's code cells as its units read them (harness.sandbox.notebook_run.load_cells)."""
+def write_cells(path: Path, sub: Submission, names: NotebookNames) -> None:
+    """A notebook's code cells as its units read them (harness.sandbox.notebook_run.load_cells),
+    with the handout's names the units bind and read (the assignment's ``[notebook.names]``)."""
     cells = [{"number": c.number, "role": c.role, "text": c.text} for c in sub.code]
-    path.write_text(json.dumps({"label": sub.label, "cells": cells}))
+    path.write_text(json.dumps({"label": sub.label, "cells": cells, "names": dataclasses.asdict(names)}))
+
+
+# --------------------------------------------------------------------------- cells that end the process
+
+MAX_FATAL_CELLS = 4  # cells of one notebook skipped for ending the definition pass's process; then it fails
+_ENDS = ("crashed", "memory", "timeout")  # statuses of a unit whose process did not end by itself
+_SIGNALS = {
+    "SIGSEGV": "a segmentation fault",
+    "SIGBUS": "a bus error",
+    "SIGABRT": "an abort",
+    "SIGFPE": "a floating-point exception",
+    "SIGILL": "an illegal instruction",
+    "SIGKILL": "killed",
+}
+
+
+@dataclass(frozen=True)
+class FatalCell:
+    """A notebook cell that ended its unit's process in the definition pass: which cell (as the
+    notebook numbers it), its role, and how the process ended, in words ("os._exit, exit code 0")."""
+
+    number: int
+    role: str
+    how: str
+    seconds: float = 0.0  # of the unit it ended
+
+    def describe(self) -> str:
+        """The cell in the notebook's words, for the evidence and the notebook's cell list."""
+        role = f" ({self.role.replace('_', ' ')})" if self.role else ""
+        return (
+            f"cell {self.number}{role} ended the process ({self.how}) in the harness's definition pass; "
+            "the harness skipped it and ran the cells after it"
+        )
+
+
+def how_it_ended(outcome: UnitOutcome) -> str:
+    """How a unit's process ended, in words a student recognises."""
+    lim = outcome.limits
+    if outcome.status == "memory":
+        return f"over the memory limit{f' of {lim.memory_mb} MB' if lim else ''}"
+    if outcome.status == "timeout":
+        return f"killed at the unit's time limit{f' of {lim.timeout_s:.0f} s' if lim else ''}, past the per-cell limit"
+    if outcome.term_signal:
+        try:
+            name = signal.Signals(outcome.term_signal).name
+        except ValueError:
+            name = str(outcome.term_signal)
+        return f"{_SIGNALS[name]}, {name}" if name in _SIGNALS else f"signal {name}"
+    return f"os._exit or a C library's exit, exit code {outcome.exit_code}"
+
+
+def fatal_cell(outcome: UnitOutcome, roles: dict[int, str]) -> FatalCell | None:
+    """The cell a unit's process ended in, when it ended there: the unit did not end by itself and
+    its last phase is one of the notebook's code cells (``roles``: number -> role)."""
+    if outcome.status not in _ENDS or not outcome.phase.startswith("cell "):
+        return None
+    number = outcome.phase.removeprefix("cell ")
+    if not number.isdigit() or int(number) not in roles:
+        return None
+    return FatalCell(int(number), roles[int(number)], how_it_ended(outcome), outcome.seconds)
+
+
+def run_definition(box, unit: str, limits: Limits) -> tuple[UnitOutcome, list[FatalCell]]:
+    """Run a notebook's first unit (its definition pass, then the probe named ``unit``) until it
+    ends by itself: each cell that ends the process is recorded, skipped by every later unit
+    (:meth:`Sandbox.skip_cells`) and the unit runs again, for at most MAX_FATAL_CELLS cells. A
+    later unit's definition pass runs the same cells, so it does not end there again. A folder's
+    unit runs once. ``box``: a :class:`Sandbox`, or anything with its ``run`` and ``skip_cells``."""
+    sub = box.submission
+    roles = {c.number: c.role for c in sub.code if c.number} if sub.kind == "notebook" else {}
+    fatal: list[FatalCell] = []
+    while True:
+        outcome = box.run(unit, unit, limits)
+        cell = fatal_cell(outcome, roles)
+        if cell is None or len(fatal) == MAX_FATAL_CELLS or cell.number in {f.number for f in fatal}:
+            return outcome, fatal
+        fatal.append(cell)
+        box.skip_cells([cell.number])
 
 
 def _load_value(path: Path) -> dict | None:

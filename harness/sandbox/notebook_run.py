@@ -7,19 +7,24 @@ on Colab. The harness changes no student logic; it substitutes through the noteb
   never reaches the network (:class:`HarnessMNIST`).
 - The handout's setting lines (``epochs = 10``, ``learning_rate = 1e-3``, ``beta = 0.0``,
   ``batch_size = 64``, ``nworkers = 4``) take the harness's values where a run needs them
-  (:func:`with_settings`); every other line runs as written.
+  (:func:`with_settings`); every other line runs as written. These and every other name of the
+  handout's that the adapters bind or read are the assignment's ``[notebook.names]``
+  (:class:`~harness.config.assignment.NotebookNames`), sent in the cells file.
 - ``.cuda()`` is a no-op without a GPU; matplotlib draws nowhere (Agg) and each figure's plotted
   data is kept (:class:`Figures`); a list of loss tensors that still require grad is plotted
   detached, as Colab's numpy allowed (the failure current numpy raises is recorded, not charged);
   ``google.colab`` and ``get_ipython`` are stubs.
-- A cell that raises, exits or runs past its time limit is recorded and the next one runs.
+- A cell that raises, exits or runs past its time limit is recorded and the next one runs. A cell
+  that ends the unit's process (``os._exit``, a segmentation fault, the memory limit) cannot be:
+  the host records it and runs the unit again with that cell skipped
+  (:func:`harness.sandbox.host.run_definition`), as later units skip a cell that ran past its limit.
 
 :class:`Notebook` first runs every cell once with no training (every ``epochs`` is 0): the
 *definition pass*, which leaves the classes, functions, loader and globals that later cells and
 the probes use. It then exposes the folder format's names (``harness.sandbox.probes``) on the
 module, each an adapter that runs the notebook's own cell or function:
 
-    make_data_loader(dataset, batch, workers)   the loader cell, with mnist_train = dataset
+    make_data_loader(dataset, batch, workers)   the loader cell, with the handout's dataset = dataset
     train_autoencoder(model, loader, epochs, lr, device)
                                                 the AE training cell, AutoEncoder(...) giving model
     generate_samples(model, n, nz, device)      the sampling cell's function, with batch_size = n
@@ -56,10 +61,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-# The handout's names (all three years): its dataset and loader globals, and the setting lines.
-DATASET, LOADER = "mnist_train", "mnist_data_loader"
-TRAIN_SETTINGS = ("epochs", "learning_rate", "beta")
-LOADER_SETTINGS = ("batch_size", "nworkers")
+from harness.config.assignment import NotebookNames, notebook_names
+
 MAX_POINTS = 100_000  # of one plotted line kept
 MAX_WORKERS = 2  # DataLoader worker processes a notebook may start: the unit's cores, not Colab's
 TRACEBACK_LINES = 8
@@ -193,13 +196,14 @@ def with_settings(source: str, settings: dict[str, Any]) -> tuple[ast.Module, li
     return tree, done
 
 
-def _function_name(source: str) -> str | None:
-    """The first top-level function a cell defines (the 2026 ``run_with_beta``), if it parses."""
+def defines_function(source: str, name: str) -> bool:
+    """Whether a cell defines the top-level function ``name`` (the 2026 ``run_with_beta``); a cell
+    that does not parse defines nothing."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return None
-    return next((n.name for n in tree.body if isinstance(n, ast.FunctionDef)), None)
+        return False
+    return any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
 
 
 def _tail(tb: str) -> str:
@@ -218,8 +222,18 @@ def _describe(e: BaseException) -> str:
 # --------------------------------------------------------------------------- the notebook
 
 
+class Cells(list):
+    """The cells the host wrote (cell dicts, as :class:`Notebook` takes them) and the handout's
+    names they came with."""
+
+    def __init__(self, cells: list[dict], names: NotebookNames):
+        super().__init__(cells)
+        self.names = names
+
+
 class Notebook:
-    """The notebook's namespace (``module``), its cells and what running them did (``runs``)."""
+    """The notebook's namespace (``module``), its cells and what running them did (``runs``).
+    ``handout``: the handout's names (default: those ``cells`` came with, else the defaults)."""
 
     def __init__(
         self,
@@ -227,8 +241,10 @@ class Notebook:
         inputs: dict[str, Tensor],
         phase: Callable[[str], None],
         cell_timeout_s: float,
+        handout: NotebookNames | None = None,
     ):
-        self.cells = cells
+        self.cells = list(cells)
+        self.handout = handout or (cells.names if isinstance(cells, Cells) else NotebookNames())
         self.phase = phase
         self.cell_timeout_s = cell_timeout_s
         self.train_set, self.test_set = datasets(inputs)
@@ -242,6 +258,7 @@ class Notebook:
         self.defined = 0  # how many runs the definition pass made: later ones ran for a probe
         self.freed: list[str] = []  # globals the definition pass left and free_unread freed
         self.uncompiled: set[int] = set()  # cells Python could not compile: they never run
+        self.skipped: frozenset[int] = frozenset()  # cells the definition pass did not run (define's skip)
         self._patch()
 
     # -- the environment
@@ -395,12 +412,16 @@ class Notebook:
 
     def define(self, skip: frozenset[int] = frozenset()) -> None:
         """The definition pass: every cell once, in order, no training (``epochs = 0``, no loader
-        workers); ``skip``: cells that ran past their limit in an earlier unit."""
+        workers); ``skip``: cells that stopped an earlier unit (ran past their limit, or ended its
+        process: the host knows which and says so)."""
+        self.skipped = frozenset(skip)
+        h = self.handout
         for cell in self.cells:
             if cell["number"] in skip:
-                self.runs.append(CellRun(cell["number"], cell.get("role", ""), error="skipped: ran past its limit"))
+                why = "skipped: it stopped an earlier unit (ran past its limit or ended the process)"
+                self.runs.append(CellRun(cell["number"], cell.get("role", ""), error=why))
                 continue
-            self.run_cell(cell, {"epochs": 0, "nworkers": 0}, self.cell_timeout_s)
+            self.run_cell(cell, {h.epochs: 0, h.workers: 0}, self.cell_timeout_s)
         self.defined = len(self.runs)
         self.drop_graphs()
         self.free_unread()
@@ -471,15 +492,16 @@ class Notebook:
         raise CellError(f"cell {run.number} raised {run.error}" + (f"\n{run.traceback}" if run.traceback else ""))
 
     def make_data_loader(self, dataset, batch_size: int, num_workers: int):
+        h = self.handout
         cell = self.role_cells("forward_test")[0]
-        with self.bound({DATASET: dataset, LOADER: None}):
-            run = self.run_cell(cell, {"batch_size": batch_size, "nworkers": num_workers}, None)
-            loader = self.ns.get(LOADER)
+        with self.bound({h.dataset: dataset, h.loader: None}):
+            run = self.run_cell(cell, {h.batch_size: batch_size, h.workers: num_workers}, None)
+            loader = self.ns.get(h.loader)
         self.drop_graphs()  # the loader cell's own forward test, run again
         if loader is None:
             if run.error:
                 self._fail(run)
-            raise CellError(f"cell {run.number} did not build `{LOADER}`")
+            raise CellError(f"cell {run.number} did not build `{h.loader}`")
         return loader
 
     def _losses(self) -> tuple[list[float], Callable[[], None]]:
@@ -496,12 +518,13 @@ class Notebook:
         return seen, lambda: setattr(torch.Tensor, "backward", original)
 
     def train_autoencoder(self, model, loader, epochs: int, learning_rate: float, device: str):
+        h = self.handout
         cell = self.role_cells("ae_training")[0]
         name = self.names["autoencoder"]
         seen, restore = self._losses()
         try:
-            with self.scoped(), self.bound({name: _always(model), LOADER: loader}):
-                run = self.run_cell(cell, {"epochs": int(epochs), "learning_rate": float(learning_rate)}, None)
+            with self.scoped(), self.bound({name: _always(model), h.loader: loader}):
+                run = self.run_cell(cell, {h.epochs: int(epochs), h.learning_rate: float(learning_rate)}, None)
         finally:
             restore()
         if run.error:
@@ -509,41 +532,68 @@ class Notebook:
         return seen
 
     def generate_samples(self, model, n: int, nz: int, device: str):
-        fn_name = _function_name(self.role_cells("sampling")[0]["text"]) or "vis_samples"
+        h = self.handout
+        fn_name = h.sample_function
         fn = self.ns.get(fn_name)
         if not callable(fn):
-            raise CellError(f"the sampling cell defines no function `{fn_name}`")
+            cell = self.role_cells("sampling")[0]["number"]
+            if cell in self.skipped:
+                raise CellError(f"the sampling cell (cell {cell}) was skipped, so `{fn_name}` is not defined")
+            raise CellError(f"the sampling cell (cell {cell}) defines no function `{fn_name}`")
         out: list[Tensor] = []
         handle = model.decoder.register_forward_hook(lambda m, i, o: out.append(o))
+        # the samples of whatever decodes the drawn latents (a global model's decoder, say): the
+        # output of the first module called on a [*, nz] tensor, outermost first
+        first: list[torch.nn.Module] = []
+        elsewhere: list[Tensor] = []
+
+        def pre(m, args):
+            if not first and args and isinstance(args[0], Tensor) and args[0].dim() == 2 and args[0].shape[1] == nz:
+                first.append(m)
+
+        def post(m, args, o):
+            if first and m is first[0] and not elsewhere:
+                elsewhere.append(o)
+
+        hooks = [
+            torch.nn.modules.module.register_module_forward_pre_hook(pre),
+            torch.nn.modules.module.register_module_forward_hook(post),
+        ]
         self.phase(f"call {fn_name}")
         try:
-            with self.bound({"batch_size": int(n), "nz": int(nz), "device": torch.device(device)}):
+            with self.bound({h.batch_size: int(n), h.nz: int(nz), h.device: torch.device(device)}):
                 fn(model)
         except BaseException as e:  # noqa: BLE001  (the samples may be decoded before the plotting fails)
-            if not out:
+            if not out and not elsewhere:
                 raise CellError(f"{fn_name}(model) raised {_describe(e)}\n{_tail(traceback.format_exc())}") from None
         finally:
             handle.remove()
+            for hook in hooks:
+                hook.remove()
             self.figures.take()
-        return out[0] if out else None
+        if out:
+            return out[0]
+        return elsewhere[0] if elsewhere else None
 
     def train_vae(self, model, loader, epochs: int, learning_rate: float, device: str):
+        h = self.handout
         beta = float(getattr(model, "beta", 0.0))
         name = self.names["vae"]
         since = len(self.figures.kept)
         seen = {"rec": [], "kl": []}
         cells = self.role_cells("vae_runs")
-        function = next((f for f in (_function_name(c["text"]) for c in cells) if f), None)
-        keep = {name: _always(model), LOADER: loader}
-        if function and callable(self.ns.get(function)):
-            defining = next(c for c in cells if _function_name(c["text"]) == function)
-            call = f"{function}(epochs={epochs}, learning_rate={learning_rate:g}, beta={beta:g})"
+        function = h.run_function
+        defining = next((c for c in cells if function and defines_function(c["text"], function)), None)
+        keep = {name: _always(model), h.loader: loader}
+        if defining is not None and callable(self.ns.get(function)):
+            call = f"{function}({h.epochs}={epochs}, {h.learning_rate}={learning_rate:g}, {h.beta}={beta:g})"
             run = CellRun(int(defining["number"]), "vae_runs", substituted=[f"called {call}"])
             self.phase(f"call {function}")
             started = time.perf_counter()
+            settings = {h.epochs: int(epochs), h.learning_rate: float(learning_rate), h.beta: beta}
             try:
                 with self.scoped(), self.bound(keep):
-                    self.ns[function](epochs=int(epochs), learning_rate=float(learning_rate), beta=beta)
+                    self.ns[function](**settings)
             except BaseException as e:  # noqa: BLE001
                 run.error, run.traceback = _describe(e), _tail(traceback.format_exc())
                 raise CellError(f"{call} raised {run.error}\n{run.traceback}") from None
@@ -552,13 +602,13 @@ class Notebook:
                 run.seconds = round(time.perf_counter() - started, 3)
                 self.runs.append(run)
         else:
-            cell = next((c for c in cells if "beta" in c["text"]), cells[0])
+            cell = next((c for c in cells if h.beta in c["text"]), cells[0])
             with self.scoped(), self.bound(keep):
                 run = self.run_cell(
-                    cell, {"epochs": int(epochs), "learning_rate": float(learning_rate), "beta": beta}, None
+                    cell, {h.epochs: int(epochs), h.learning_rate: float(learning_rate), h.beta: beta}, None
                 )
                 # 2020/2022 keep the lists as globals: the plotted ones are the same values
-                for key, var in (("rec", "rec_loss"), ("kl", "kl_loss")):
+                for key, var in zip(("rec", "kl"), h.loss_lists, strict=True):
                     values = self.ns.get(var)
                     if isinstance(values, list):
                         seen[key] = values
@@ -572,15 +622,9 @@ class Notebook:
     def expose(self, names: dict[str, str]) -> types.ModuleType:
         """The module with the folder format's names bound to adapters, for the cells that exist."""
         self.names = names
-        adapters = {
-            "data_loader": ("forward_test", self.make_data_loader),
-            "train_autoencoder": ("ae_training", self.train_autoencoder),
-            "generate_samples": ("sampling", self.generate_samples),
-            "train_vae": ("vae_runs", self.train_vae),
-        }
-        for key, (role, fn) in adapters.items():
+        for key, (role, method) in ADAPTERS.items():
             if self.role_cells(role):
-                self.ns[names[key]] = fn
+                self.ns[names[key]] = getattr(self, method)
         return self.module
 
     def cell_runs(self) -> list[dict]:
@@ -592,6 +636,14 @@ UNCOMPILABLE = (ValueError, MemoryError, RecursionError)  # beside SyntaxError: 
 
 # What free_unread may free: a model's weights, an optimizer (it holds the weights too).
 HEAVY = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+# The folder format's name each adapter stands for -> the role of the cells it runs and its method
+# (harness.config.assignment.REQUIRED_ROLES: a [notebook] without one of these roles does not load).
+ADAPTERS = {
+    "data_loader": ("forward_test", "make_data_loader"),
+    "train_autoencoder": ("ae_training", "train_autoencoder"),
+    "generate_samples": ("sampling", "generate_samples"),
+    "train_vae": ("vae_runs", "train_vae"),
+}
 RERUN_ROLES = ("forward_test", "ae_training", "vae_runs")  # the cells expose()'s adapters run again
 DYNAMIC = frozenset({"globals", "vars", "locals", "dir", "eval", "exec", "__import__", "__builtins__"})
 ANALYSIS_RECURSION_LIMIT = 1000  # Python's default
@@ -722,9 +774,10 @@ def _always(model) -> Callable:
     return lambda *args, **kwargs: model
 
 
-def load_cells(path: Path) -> list[dict]:
-    """The cells the host wrote (``harness.submission.notebook_load.CELLS_FILE``)."""
-    return json.loads(Path(path).read_text())["cells"]
+def load_cells(path: Path) -> Cells:
+    """The cells the host wrote (``harness.sandbox.host.write_cells``), with the handout's names."""
+    written = json.loads(Path(path).read_text())
+    return Cells(written["cells"], notebook_names(written.get("names", {}), str(path)))
 
 
 LIGHT = "__harness_light__"  # marks the light torchvision package (light_torchvision)

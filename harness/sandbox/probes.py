@@ -342,31 +342,167 @@ def probe_sampling(ctx: Context) -> dict:
         model = _autoencoder(ctx)
     model.eval()
     seen, remove = capture_input(model.decoder)
+    # whatever module decodes the drawn latents (the student may decode through a global model):
+    # the first module called on a [*, nz] tensor, outermost first
+    latents: list[Tensor] = []
+
+    def any_module(module: nn.Module, args: tuple) -> None:
+        if not latents and args and isinstance(args[0], Tensor) and args[0].dim() == 2 and args[0].shape[1] == ctx.nz:
+            latents.append(args[0].detach().clone())
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(any_module)
     torch.manual_seed(int(ctx.args.get("seed", 0)))
-    out = ctx.call(
-        f"{ctx.names['generate_samples']}(model, {n}, {ctx.nz}, 'cpu')",
-        ctx.get("generate_samples"),
-        model,
-        n,
-        ctx.nz,
-        "cpu",
-    )
-    remove()
-    return {"decoder_inputs": _detach(seen[:4]), "samples": _detach(out)}
+    try:
+        out = ctx.call(
+            f"{ctx.names['generate_samples']}(model, {n}, {ctx.nz}, 'cpu')",
+            ctx.get("generate_samples"),
+            model,
+            n,
+            ctx.nz,
+            "cpu",
+        )
+    finally:
+        remove()
+        handle.remove()
+    obs = {"decoder_inputs": _detach(seen[:4]), "samples": _detach(out)}
+    if not seen and latents:  # decoded by a module other than the model's decoder
+        obs["decoder_inputs"], obs["decoded_elsewhere"] = latents, True
+    return obs
 
 
 class InjectedEncoder(nn.Module):
     """Stands in for the VAE's encoder and emits a fixed posterior, so the test knows mu and sigma."""
 
-    def __init__(self, q: Tensor):
+    def __init__(self, q: Any):
         super().__init__()
         self.q = q
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Any:
         return self.q
 
 
+class InjectedDecoder(nn.Module):
+    """Stands in for the VAE's decoder and emits fixed reconstructions, so the loss test knows rec."""
+
+    def __init__(self, rec: Tensor):
+        super().__init__()
+        self.rec = rec
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.rec
+
+
+class _LossSeen(BaseException):
+    """Ends the student's loop at its first call of ``loss``: that call is all the probe needs."""
+
+
+def _role(arg: Any, x: Any, out: Any) -> str:
+    """What a loss argument is, as the student's loop passed it: the batch (``x``), what forward
+    returned (``outputs``, or one of its entries ``outputs[key]``), or something else."""
+    if arg is out:
+        return "outputs"
+    if isinstance(out, dict):
+        for k, v in out.items():
+            if arg is v and isinstance(k, str):
+                return f"outputs[{k}]"
+    if (
+        isinstance(arg, Tensor)
+        and isinstance(x, Tensor)
+        and arg.numel() == x.numel()
+        and torch.equal(arg.detach().reshape(-1).cpu(), x.detach().reshape(-1).cpu())
+    ):
+        return "x"
+    return "other"
+
+
+def observe_loop(ctx: Context, make: Callable[[], nn.Module], images: Tensor, labels: Tensor) -> dict:
+    """One call of the student's own VAE loop on one batch, stopped at its first ``loss`` call:
+    what the encoder and forward returned (their posterior forms) and the roles of the arguments
+    the loop passed to ``loss`` (harness.ml.loss_convention). ``{"error": ...}`` when the loop
+    failed before it, ``loss_called`` False when it never called the model's ``loss``."""
+    from harness.ml.data import TensorMNIST
+    from harness.ml.loss_convention import q_format
+
+    train_fn = ctx.get("train_vae")
+    vae = make()
+    seen: dict[str, Any] = {}
+
+    def on_forward(module, args, out):
+        seen.setdefault("x", args[0] if args else None)
+        seen.setdefault("out", out)
+
+    def on_encoder(module, args, out):
+        seen.setdefault("encoded", out)
+
+    def loss(*args, **kwargs):
+        seen["call"] = (args, kwargs)
+        raise _LossSeen
+
+    handles = [vae.register_forward_hook(on_forward)]
+    if isinstance(getattr(vae, "encoder", None), nn.Module):
+        handles.append(vae.encoder.register_forward_hook(on_encoder))
+    vae.loss = loss
+    loader = torch.utils.data.DataLoader(TensorMNIST(images, labels), batch_size=len(images))
+    name = ctx.names["train_vae"]
+    ctx.phase(f"call {name}(model, loader, 1, 0.001, 'cpu') until its first loss call")
+    obs: dict[str, Any] = {}
+    try:
+        train_fn(vae, loader, 1, 1e-3, "cpu")
+    except _LossSeen:
+        pass
+    except BaseException as e:  # noqa: BLE001  (student code may raise anything)
+        if "call" not in seen:  # a notebook's cell runner wraps the stop in an error of its own
+            obs["error"] = f"{name}(model, loader, 1, 0.001, 'cpu') raised {_describe(e)}"[:500]
+    finally:
+        for h in handles:
+            h.remove()
+    out = seen.get("out")
+    obs["encoder_format"] = q_format(seen.get("encoded"), ctx.nz)
+    obs["q_format"] = q_format(out.get("q"), ctx.nz) if isinstance(out, dict) else None
+    obs["loss_called"] = "call" in seen
+    if "call" in seen:
+        args, kwargs = seen["call"]
+        obs["arguments"] = [_role(a, seen.get("x"), out) for a in args]
+        obs["keywords"] = {k: _role(v, seen.get("x"), out) for k, v in kwargs.items()}
+    return obs
+
+
+def _loss_call(loop: dict, x: Tensor, outputs: Any) -> tuple[tuple, dict, str]:
+    """``vae.loss``'s arguments in the order and names the student's loop passes them (the
+    handout's ``loss(x, outputs)`` when the loop was not seen calling it), and how to say it."""
+
+    def value(role: str) -> Any:
+        if role == "x":
+            return x
+        if role == "outputs":
+            return outputs
+        return outputs[role[len("outputs[") : -1]]
+
+    roles, keywords = list(loop.get("arguments") or []), dict(loop.get("keywords") or {})
+    usable = (roles or keywords) and "other" not in roles and "other" not in keywords.values()
+    if not usable:
+        roles, keywords = ["x", "outputs"], {}
+    args = tuple(value(r) for r in roles)
+    kwargs = {k: value(r) for k, r in keywords.items()}
+    said = ", ".join([*roles, *(f"{k}={r}" for k, r in keywords.items())])
+    return args, kwargs, said
+
+
+def _section(obs: dict, name: str, fn: Callable[[], Any]) -> None:
+    """Run one test of the VAE probe: an exception costs that test only (its ``<name>_error``)."""
+    try:
+        obs[name] = fn()
+    except StudentError as e:
+        obs[f"{name}_error"] = str(e)
+
+
 def probe_vae(ctx: Context) -> dict:
+    """The VAE's tests, each on its own (an exception costs its own part), through the student's
+    conventions: first one call of their own loop shows how forward returns the posterior and
+    how ``loss`` is called (:func:`observe_loop`); the tests then feed known posteriors in the
+    encoder's form and call ``loss`` the way the loop does."""
+    from harness.ml.loss_convention import flatten_q, q_format, to_format
+
     inputs = ctx.inputs()
     x = inputs["images"][:64]
     nz, vae_name = ctx.nz, ctx.names["vae"]
@@ -378,53 +514,115 @@ def probe_vae(ctx: Context) -> dict:
         getattr(vae, "encoder", None), nn.Module
     ):
         raise StudentError(f"{vae_name} needs module attributes `encoder` and `decoder`")
-    with torch.no_grad():
-        out1 = ctx.call("vae(x)", vae, x)
-        out2 = ctx.call("vae(x) again", vae, x)
-    obs["forward"] = [_detach(out1), _detach(out2)]
+    loop: dict[str, Any] = {}
+    if ctx.args.get("observe_loop"):
+        try:
+            loop = observe_loop(ctx, make, inputs["images"][:16], torch.zeros(16, dtype=torch.long))
+        except StudentError as e:
+            loop = {"error": str(e)}
+    obs["loop"] = loop
 
-    # Reparameterisation with a known posterior: mu = 2, log-scale = -1.5 everywhere.
-    vae = make().eval()
-    q_known = torch.cat([torch.full((512, nz), 2.0), torch.full((512, nz), -1.5)], dim=1)
-    vae.encoder = InjectedEncoder(q_known)
-    seen, remove = capture_input(vae.decoder)
-    with torch.no_grad():
-        ctx.call("vae(x) with a known posterior", vae, inputs["images"][:512])
-    remove()
-    obs["known_posterior_z"] = _detach(seen[:1])
-    q_leaf = (torch.randn(16, 2 * nz) * 0.5).requires_grad_(True)
-    vae.encoder = InjectedEncoder(q_leaf)
-    out = ctx.call("vae(x) for gradients", vae, x[:16])
-    rec = out.get("rec") if isinstance(out, dict) else None
-    if isinstance(rec, Tensor) and rec.requires_grad:
-        ctx.call("backward through the reconstruction", rec.sum().backward)
-    grad = q_leaf.grad if q_leaf.grad is not None else torch.zeros_like(q_leaf)
-    obs["grad_norms"] = [grad[:, :nz].norm().item(), grad[:, nz:].norm().item()]
+    def forward() -> list:
+        with torch.no_grad():
+            out1 = ctx.call("vae(x)", vae, x)
+            out2 = ctx.call("vae(x) again", vae, x)
+        return [_detach(out1), _detach(out2)]
 
-    # The loss on injected outputs, for several betas.
-    torch.manual_seed(1)
-    vae = make()
-    loss_obs = []
-    for trial in range(2):
-        q = torch.cat([torch.randn(32, nz), torch.rand(32, nz) * 2 - 1.5], dim=1)
-        rec = torch.sigmoid(torch.randn(32, *x.shape[1:]))
-        xs = inputs["images"][32 * trial : 32 * (trial + 1)]
-        for beta in ctx.args["betas"]:
-            vae.beta = beta
-            with torch.no_grad():
-                result = ctx.call(f"vae.loss(x, outputs) with beta = {beta:g}", vae.loss, xs, {"q": q, "rec": rec})
-            loss_obs.append({"trial": trial, "beta": beta, "q": q, "rec": rec, "x": xs, "result": _detach(result)})
-    obs["loss"] = loss_obs
+    _section(obs, "forward", forward)
+    first = (obs.get("forward") or [None])[0]
+    q_fmt = loop.get("q_format") or (q_format(first["q"], nz) if isinstance(first, dict) and "q" in first else None)
+    enc_fmt = loop.get("encoder_format") or q_fmt or "flat"
+    obs["formats"] = {"encoder": enc_fmt, "q": q_fmt or "flat"}
 
-    # reconstruct: deterministic and the decoded posterior mean.
-    vae = make().eval()
-    with torch.no_grad():
-        r1 = ctx.call("vae.reconstruct(x)", vae.reconstruct, x)
-        r2 = ctx.call("vae.reconstruct(x) again", vae.reconstruct, x)
-        q = ctx.call("vae.encoder(x)", vae.encoder, x)
-        mean_rec = ctx.call("vae.decoder(mu)", vae.decoder, q[:, :nz]) if isinstance(q, Tensor) else None
-    obs["reconstruct"] = [_detach(r1), _detach(r2), _detach(mean_rec)]
+    def reparameterisation() -> dict:
+        # a known posterior: mu = 2, log-scale = -1.5 everywhere
+        model = make().eval()
+        q_known = torch.cat([torch.full((512, nz), 2.0), torch.full((512, nz), -1.5)], dim=1)
+        model.encoder = InjectedEncoder(to_format(q_known, enc_fmt, nz))
+        seen, remove = capture_input(model.decoder)
+        with torch.no_grad():
+            ctx.call("vae(x) with a known posterior", model, inputs["images"][:512])
+        remove()
+        q_leaf = (torch.randn(16, 2 * nz) * 0.5).requires_grad_(True)
+        model.encoder = InjectedEncoder(to_format(q_leaf, enc_fmt, nz))
+        out = ctx.call("vae(x) for gradients", model, x[:16])
+        rec = out.get("rec") if isinstance(out, dict) else None
+        if isinstance(rec, Tensor) and rec.requires_grad:
+            ctx.call("backward through the reconstruction", rec.sum().backward)
+        grad = q_leaf.grad if q_leaf.grad is not None else torch.zeros_like(q_leaf)
+        return {"z": _detach(seen[:1]), "grad_norms": [grad[:, :nz].norm().item(), grad[:, nz:].norm().item()]}
+
+    _section(obs, "reparameterisation", reparameterisation)
+    if "reparameterisation" in obs:  # the names the scorer has always read
+        obs["known_posterior_z"] = obs["reparameterisation"]["z"]
+        obs["grad_norms"] = obs["reparameterisation"]["grad_norms"]
+
+    def loss() -> list:
+        # the loss on known outputs, for several betas: the outputs come from the student's own
+        # forward with a known posterior and known reconstructions, so they have its form and keys
+        torch.manual_seed(1)
+        model = make()
+        found = []
+        for trial in range(2):
+            q = torch.cat([torch.randn(32, nz), torch.rand(32, nz) * 2 - 1.5], dim=1)
+            rec = torch.sigmoid(torch.randn(32, *x.shape[1:]))
+            xs = inputs["images"][32 * trial : 32 * (trial + 1)]
+            outputs = _known_outputs(ctx, model, xs, q, rec, enc_fmt, q_fmt)
+            try:
+                q_seen = flatten_q(outputs["q"], nz).detach()
+            except (ValueError, KeyError, TypeError):
+                q_seen = q
+            rec_seen = outputs.get("rec") if isinstance(outputs.get("rec"), Tensor) else rec
+            args, kwargs, said = _loss_call(loop, xs, outputs)
+            for beta in ctx.args["betas"]:
+                model.beta = beta
+                with torch.no_grad():
+                    result = ctx.call(f"vae.loss({said}) with beta = {beta:g}", model.loss, *args, **kwargs)
+                found.append(
+                    {"trial": trial, "beta": beta, "q": q_seen, "rec": _detach(rec_seen), "x": xs}
+                    | {"result": _detach(result), "call": said}
+                )
+        return found
+
+    _section(obs, "loss", loss)
+
+    def reconstruct() -> list:
+        # deterministic, and the decoded posterior mean
+        model = make().eval()
+        with torch.no_grad():
+            r1 = ctx.call("vae.reconstruct(x)", model.reconstruct, x)
+            r2 = ctx.call("vae.reconstruct(x) again", model.reconstruct, x)
+            q = ctx.call("vae.encoder(x)", model.encoder, x)
+            try:
+                mean = flatten_q(q, nz)[:, :nz]
+            except ValueError:
+                mean = None
+            mean_rec = ctx.call("vae.decoder(mu)", model.decoder, mean) if mean is not None else None
+        return [_detach(r1), _detach(r2), _detach(mean_rec)]
+
+    _section(obs, "reconstruct", reconstruct)
     return obs
+
+
+def _known_outputs(
+    ctx: Context, model: nn.Module, xs: Tensor, q: Tensor, rec: Tensor, enc_fmt: str, q_fmt: str | None
+) -> dict:
+    """What the student's forward returns for a known posterior and known reconstructions (its
+    form, its keys); the handout's ``{"q", "rec"}`` in the student's q form when it fails."""
+    from harness.ml.loss_convention import to_format
+
+    encoder, decoder = model.encoder, model.decoder
+    model.encoder, model.decoder = InjectedEncoder(to_format(q, enc_fmt, ctx.nz)), InjectedDecoder(rec)
+    try:
+        with torch.no_grad():
+            out = ctx.call("vae(x) with a known posterior and reconstruction", model, xs)
+    except StudentError:
+        out = None
+    finally:
+        model.encoder, model.decoder = encoder, decoder
+    if isinstance(out, dict) and "q" in out:
+        return out
+    return {"q": to_format(q, q_fmt or "flat", ctx.nz), "rec": rec}
 
 
 class IndexedImages(torch.utils.data.Dataset):
@@ -843,6 +1041,18 @@ def evaluate(
             raise StudentError(f"the trained encoder returned {type(q).__name__} {_shape(q)}, not [B, features]")
         return q if req.kind == "ae" else q[:, :nz]
 
+    if req.kind == "vae":  # the student's posterior form, as the [B, 2nz] tensor the measures read
+        from harness.ml.loss_convention import flatten_q
+
+        student_encode = encode
+
+        def encode(t: Tensor) -> Any:
+            q = student_encode(t)
+            try:
+                return flatten_q(q, nz)
+            except ValueError as e:
+                raise StudentError(f"the trained encoder's output: {e}") from None
+
     obs: dict[str, Any] = {}
     with torch.no_grad():
         qs, recs = [], []
@@ -868,6 +1078,7 @@ ARCH_IMAGES = 8  # the images the evaluation unit traces the exported graphs on 
 def _exported(ctx: Context, req: TrainRequest, model: nn.Module, images: Tensor) -> dict:
     """The trained model handed back as data: its weights, and its encoder and decoder as
     exported programs (harness.sandbox.graph), or why they could not be exported."""
+    from harness.ml.loss_convention import flatten_q
     from harness.sandbox.graph import export_model
 
     ctx.phase("export the trained model")
@@ -879,7 +1090,7 @@ def _exported(ctx: Context, req: TrainRequest, model: nn.Module, images: Tensor)
         model.eval()
         with torch.no_grad():
             q = model.encoder(x)
-            rec = model.decoder(q if req.kind == "ae" else q[:, : ctx.nz])
+            rec = model.decoder(q if req.kind == "ae" else flatten_q(q, ctx.nz)[:, : ctx.nz])
         if isinstance(rec, Tensor):
             out["here"] = {"x": x.detach().cpu().clone(), "rec": rec.detach().float().cpu().clone()}
     except BaseException:  # noqa: BLE001  (the export below says what is wrong with the model)

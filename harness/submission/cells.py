@@ -174,11 +174,23 @@ def strip_comment(line: str) -> str:
     return line.strip()
 
 
+def _reassigned(target: str, later: list[str]) -> bool:
+    """Whether a later line assigns ``target`` again (alone or in a tuple): a student who kept
+    the template's ``q = None`` and assigned ``q`` on the next line filled the region."""
+    name = re.escape(target)
+    again = re.compile(rf"^(?:[\w.]+\s*,\s*)*{name}\s*(?:,\s*[\w.]+\s*)*(?:=(?!=)|[-+*/]=)")
+    return any(again.match(line) for line in later)
+
+
 def find_placeholder(code: str) -> str:
-    """The first template placeholder in a region's code, ``""`` when it holds none."""
+    """The first template placeholder in a region's code, ``""`` when it holds none. A
+    ``name = None`` placeholder whose name a later line of the region assigns is no placeholder."""
     lines = [strip_comment(line) for line in code.splitlines()]
-    for line in lines:
+    for n, line in enumerate(lines):
         if any(p.match(line) for p in _PLACEHOLDER_LINES):
+            target = line.split("=", 1)[0].strip()
+            if "=" in line and not line.startswith("for ") and _reassigned(target, lines[n + 1 :]):
+                continue
             return line
     if m := _EMPTY_CALL.search("\n".join(line for line in lines if line)):
         return f"{m.group(1)}() left empty"

@@ -65,6 +65,9 @@ class NotebookFacts:
     stored_runs: dict[str, dict] = field(default_factory=dict)  # run -> {"cell", "beta", "epochs"} its cell sets
     comparisons: tuple[dict, ...] = ()  # interpolation comparisons stored: {"cell", "start", "end"} labels as coded
     tuned_beta: dict = field(default_factory=dict)  # {"cell", "text"}: the tuned-beta slot as written ("beta = 1e-4")
+    # role -> {"cell", "value", "lines", "text"}: the last reconstruction loss a training cell's
+    # stored output printed (harness.submission.notebook_logs)
+    stored_losses: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -86,6 +89,7 @@ class NotebookFacts:
             "stored_runs": dict(self.stored_runs),
             "comparisons": [dict(c) for c in self.comparisons],
             "tuned_beta": dict(self.tuned_beta),
+            "stored_losses": {run: dict(log) for run, log in self.stored_losses.items()},
         }
 
 

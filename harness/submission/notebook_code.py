@@ -7,7 +7,8 @@ and line numbers stay the student's) and says what it took out.
 
 The tuned beta is the literal the student assigns in the tuned-beta slot: the last ``beta = ...``
 of the last VAE-run cell that assigns one (2026: the cell after "Tuning the beta-factor"; 2020/2022:
-the one VAE cell, re-run with the tuned beta last). Works on text only: no torch, no nbformat.
+the one VAE cell, re-run with the tuned beta last); the variable is the handout's ``[notebook.names]
+beta``. Works on text only: no torch, no nbformat.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness.config.assignment import NotebookNames
 from harness.submission.cells import Cell, CellMap
 
 _MAGIC = re.compile(r"^(\s*)(%%?[A-Za-z_]\w*.*)$")  # %matplotlib inline, %%time
@@ -66,7 +68,12 @@ def _is_python(line: str) -> bool:
 # --------------------------------------------------------------------------- the tuned beta
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-_BETA_LINE = re.compile(r"^beta\s*=\s*([^#]*?)\s*(?:#.*)?$")
+DEFAULT_NAMES = NotebookNames()
+
+
+def _slot_line(name: str) -> re.Pattern[str]:
+    """A top-level ``name = <expression>  # comment`` line, read without parsing the cell."""
+    return re.compile(rf"^{re.escape(name)}\s*=\s*([^#]*?)\s*(?:#.*)?$")
 
 
 def number(node: ast.expr) -> float | None:
@@ -104,15 +111,16 @@ class TunedBeta:
     problem: str = ""
 
 
-def _assignments(text: str) -> list[tuple[str, float | None]]:
-    """Each top-level ``beta = ...`` of a cell, in order: its text and value (None: not a number).
+def _assignments(text: str, name: str) -> list[tuple[str, float | None]]:
+    """Each top-level ``name = ...`` of a cell, in order: its text and value (None: not a number).
     A cell that does not parse (an untouched ``beta =``) is read line by line."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
         found = []
+        line_re = _slot_line(name)
         for line in text.splitlines():
-            if m := _BETA_LINE.match(line):
+            if m := line_re.match(line):
                 expr = m.group(1)
                 try:
                     value = number(ast.parse(expr, mode="eval").body) if expr else None
@@ -121,24 +129,26 @@ def _assignments(text: str) -> list[tuple[str, float | None]]:
                 found.append((line.split("#")[0].strip(), value))
         return found
     return [
-        (ast.get_source_segment(text, node) or "beta = ?", number(node.value))
+        (ast.get_source_segment(text, node) or f"{name} = ?", number(node.value))
         for node in tree.body
         if isinstance(node, ast.Assign)
         and len(node.targets) == 1
         and isinstance(node.targets[0], ast.Name)
-        and node.targets[0].id == "beta"
+        and node.targets[0].id == name
     ]
 
 
-def tuned_beta(cells: Sequence[Cell], cell_map: CellMap, role: str = "vae_runs") -> TunedBeta:
-    """The tuned beta of the notebook: the last ``beta =`` of the last ``role`` cell that has one."""
-    runs = [c for c in cells if c.number in cell_map.roles.get(role, ())]
+def tuned_beta(cells: Sequence[Cell], cell_map: CellMap, names: NotebookNames = DEFAULT_NAMES) -> TunedBeta:
+    """The tuned beta of the notebook: the last ``<names.beta> =`` of the last ``vae_runs`` cell that
+    has one (``names``: the assignment's ``[notebook.names]``)."""
+    slot = names.beta
+    runs = [c for c in cells if c.number in cell_map.roles.get("vae_runs", ())]
     for cell in reversed(runs):
-        found = _assignments(runnable_source(cell.source).text)
+        found = _assignments(runnable_source(cell.source).text, slot)
         if not found:
             continue
         text, value = found[-1]
         if value is None:
-            return TunedBeta(None, cell.number, text, f"cell {cell.number}: `{text}` does not set beta to a number")
+            return TunedBeta(None, cell.number, text, f"cell {cell.number}: `{text}` does not set {slot} to a number")
         return TunedBeta(value, cell.number, text)
-    return TunedBeta(None, problem="no VAE cell assigns `beta = ...`: the tuned beta is not set")
+    return TunedBeta(None, problem=f"no VAE cell assigns `{slot} = ...`: the tuned beta is not set")

@@ -16,6 +16,10 @@ notebook carries those as PNG outputs of its cells. Each stored figure is placed
 
 2020/2022's handout trains every beta in one VAE cell, so its outputs hold only the last run;
 the missing runs are reported as overwritten, with what the student can do about it.
+
+The handout's names read here (``beta``, ``epochs``, the interpolation function and its label
+variables, the models and sampling function the messages name) are the assignment's
+``[notebook.names]``.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.config.assignment import Assignment
+from harness.config.assignment import Assignment, NotebookNames
 from harness.submission.cells import Cell, CellMap
 from harness.submission.contents import StoredFigure
 from harness.submission.images import open_png
-from harness.submission.notebook_code import TunedBeta, number, runnable_source
+from harness.submission.notebook_code import DEFAULT_NAMES, TunedBeta, number, runnable_source
 
 ANALYSIS_SIDE = 256  # figures are read downscaled to this longest side
 _DARK, _COLOUR = 110, 60  # grey level of "ink"; channel spread of a coloured (plotted line) pixel
@@ -123,6 +127,11 @@ def slot_names(a: Assignment, comparisons: int = 1) -> list[str]:
     return names
 
 
+def handout_names(a: Assignment) -> NotebookNames:
+    """The assignment's ``[notebook.names]`` (the defaults for an assignment without ``[notebook]``)."""
+    return a.notebook.names if a.notebook is not None else DEFAULT_NAMES
+
+
 def cell_setting(text: str, name: str) -> float | None:
     """The number a cell sets ``name`` to: its last top-level ``name = <number>``, else the number a
     call passes as ``name=`` (``run_with_beta(5, 1e-3, beta=10)``); None when it sets none."""
@@ -151,6 +160,7 @@ def _trains(text: str) -> bool:
 def run_cells(cells: Sequence[Cell], cell_map: CellMap, a: Assignment, tuned: TunedBeta) -> list[RunCell]:
     """The VAE-run cells that train, each with its run name (by the tuned-beta slot, else by beta)."""
     fixed = {s.beta: s.name for s in a.training.fixed}
+    names = handout_names(a)
     found = []
     for c in cells:
         if c.number not in cell_map.roles.get("vae_runs", ()) or c.cell_type != "code":
@@ -158,9 +168,9 @@ def run_cells(cells: Sequence[Cell], cell_map: CellMap, a: Assignment, tuned: Tu
         text = runnable_source(c.source).text
         if not _trains(text):
             continue
-        beta = cell_setting(text, "beta")
+        beta = cell_setting(text, names.beta)
         run = a.training.tuned.name if c.number == tuned.cell else fixed.get(beta, "") if beta is not None else ""
-        found.append(RunCell(c.number, run, beta, cell_setting(text, "epochs")))
+        found.append(RunCell(c.number, run, beta, cell_setting(text, names.epochs)))
     return found
 
 
@@ -189,11 +199,13 @@ def checklist(missing: dict[str, str], labels: dict[str, str]) -> list[str]:
     return lines
 
 
-def _interpolation_order(text: str) -> list[str]:
-    """``ae`` / ``vae`` per ``interpolate_and_visualize(...)`` call, in the code's order."""
+def _interpolation_order(text: str, function: str) -> list[str]:
+    """``ae`` / ``vae`` per ``function(model, "tag", ...)`` call (the handout's
+    ``interpolate_and_visualize``), in the code's order."""
     order = []
+    call = re.compile(rf"\s*{re.escape(function)}\(\s*(\w+)\s*,\s*(['\"])(.*?)\2")
     for line in text.splitlines():
-        m = re.match(r"\s*interpolate_and_visualize\(\s*(\w+)\s*,\s*(['\"])(.*?)\2", line)
+        m = call.match(line)
         if m:
             model, tag = m.group(1).lower(), m.group(3).lower()
             order.append("vae" if "vae" in model or "variational" in tag else "ae")
@@ -205,6 +217,7 @@ def place_figures(
 ) -> Placement:
     """Each stored figure in its slot, by cell and content; a reason for every empty slot."""
     ae = a.training.ae.name
+    names = handout_names(a)
     shapes = {f.key: shape_of(f.png) for f in figures}
     by_cell: dict[int, list[StoredFigure]] = {}
     for f in figures:
@@ -229,14 +242,14 @@ def place_figures(
             continue
         if role == "sampling":
             wants.setdefault(f"{ae}/samples", []).extend(f for f in mine if shapes[f.key].kind == "grid")
-        elif role == "interpolation" or (role == "" and "interpolate_and_visualize(" in c.source):
+        elif role == "interpolation" or (role == "" and f"{names.interpolation_function}(" in c.source):
             strips = [f for f in mine if shapes[f.key].kind == "strip"]
             text = runnable_source(c.source).text
-            order = _interpolation_order(text)
+            order = _interpolation_order(text, names.interpolation_function)
             if not strips:
                 continue
             comparisons += 1
-            start, end = (cell_setting(text, n) for n in ("START_LABEL", "END_LABEL"))
+            start, end = (cell_setting(text, n) for n in names.interpolation_labels)
             labels.append({"cell": c.number, "start": _label(start), "end": _label(end)})
             if len(order) == len(strips):
                 for model, f in zip(order, strips, strict=True):
@@ -291,10 +304,12 @@ def _why_missing(
     if not figures:
         return "the notebook has no stored figures (it was saved without outputs): run all its cells and save it again"
     run, _, what = slot.partition("/")
+    names = handout_names(a)
     if run == a.training.ae.name:
         cell = cell_map.cell("sampling")
         where = f"the sampling cell (cell {cell})" if cell else "no sampling cell was found, and the notebook"
-        return f"{where} stores no square image grid: run `vis_samples(ae_model)` and save the notebook with its output"
+        call = f"{names.sample_function}({names.ae_model})"
+        return f"{where} stores no square image grid: run `{call}` and save the notebook with its output"
     if run == "interpolation":
         cell = cell_map.cell("interpolation")
         where = f"the interpolation cell (cell {cell})" if cell else "the notebook"
@@ -316,8 +331,8 @@ def _why_missing(
     cell = mine[-1].cell
     return (
         f"the {label} run (cell {cell}) stores no {_WHAT.get(what, what)}"
-        f"{' plot with two axes' if what == 'curves' else ''}: run cell {cell} and the cell that visualises it, "
-        "then save the notebook with its outputs"
+        f"{' plot with two axes' if what == 'curves' else ''}: run cell {cell} and the cell that visualises "
+        f"its `{names.vae_model}`, then save the notebook with its outputs"
     )
 
 

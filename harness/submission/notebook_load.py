@@ -41,6 +41,7 @@ from harness.submission.notebook import NotebookError, NotebookFile, cell_source
 from harness.submission.notebook_answers import notebook_answers
 from harness.submission.notebook_code import runnable_source, tuned_beta
 from harness.submission.notebook_figures import place_figures
+from harness.submission.notebook_logs import stored_losses
 from harness.submission.reading import MAX_META_BYTES, read_capped
 
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -102,6 +103,16 @@ def _meta(folder: Path, problems: list[str]) -> dict:
             problems.append(f"{META} could not be read ({f.why}); the student is named from the file name")
         return {}
     return toml_table(f.data, META, problems, "the student is named from the file name")
+
+
+def _run_cells(a: Assignment, cell_map: CellMap, runs: dict[str, dict]) -> dict[str, int]:
+    """The cell whose stored output is each run's log: the AE training cell, and each VAE run's
+    cell as its code sets the run (the last such cell)."""
+    found = {name: int(r["cell"]) for name, r in runs.items() if isinstance(r.get("cell"), int)}
+    ae = cell_map.roles.get("ae_training", ())
+    if ae:
+        found[a.training.ae.name] = int(ae[-1])
+    return found
 
 
 def forensics(nb: NotebookFile, cell_map: CellMap) -> list[str]:
@@ -238,7 +249,7 @@ def load(path: Path, a: Assignment, pattern: str = CANVAS_PATTERN) -> Submission
 
     found = notebook_answers(cells, cell_map, a)
     notes += list(found.notes)
-    beta = tuned_beta(cells, cell_map)
+    beta = tuned_beta(cells, cell_map, names=a.notebook.names)
     value = beta.value
     if beta.problem:
         problems.append(f"tuned beta: {beta.problem}")
@@ -286,6 +297,9 @@ def load(path: Path, a: Assignment, pattern: str = CANVAS_PATTERN) -> Submission
         stored_runs=placement.runs,
         comparisons=tuple(placement.comparisons),
         tuned_beta={"cell": beta.cell, "text": beta.text} if beta.cell is not None else {},
+        stored_losses=stored_losses(
+            nb.notebook.get("cells", []), _run_cells(a, cell_map, placement.runs), a.notebook.printed_losses
+        ),
     )
     return Submission(
         id=path.name if path.is_dir() else identity.id,

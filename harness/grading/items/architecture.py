@@ -146,6 +146,13 @@ def parameter_count(shapes: dict[str, list[int]]) -> int:
     return sum(math.prod(shape) for shape in shapes.values())
 
 
+def reference_parameters(a: Assignment) -> int:
+    """How many parameters the reference AutoEncoder of ``a`` has (what a student's count is held against)."""
+    from harness.ml.models import AutoEncoder
+
+    return sum(p.numel() for p in AutoEncoder(a).parameters())
+
+
 def score(a: Assignment, observed: dict, reference_parameters: int) -> ItemResult:
     item = a.item("ae_architecture")
     enc_spec, dec_spec = expected_layers(a)

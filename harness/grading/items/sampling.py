@@ -84,6 +84,11 @@ def score(a: Assignment, obs: dict, n: int, stand_in: str = "") -> ItemResult:
         else:
             parts.append(PartScore("prior", 1.0, "latents pass N(0, I) tests: " + "; ".join(o for _, _, o in tests)))
     result = from_parts(item, parts, metrics)
+    if obs.get("decoded_elsewhere"):
+        result.evidence.append(
+            "the drawn latents were decoded by a module other than the model's decoder passed in "
+            "(a global model?): the test followed them there"
+        )
     if stand_in:
         result.evidence.append(
             f"run on the reference auto-encoder because yours {stand_in} (charged under its own items)"

@@ -1,11 +1,13 @@
 """``vae_model``: forward output, reparameterisation, loss terms and ``reconstruct``.
 
-The probe feeds the student's VAE known posteriors and known outputs; this
-module recomputes every expected number itself. Both log sigma and log variance
-are accepted, as are the usual reductions; the detected convention is recorded
-(``metrics``) so that ``grade`` can translate the student's beta into the
-reference's (MSE averaged over pixels + beta * KL summed over latent dims and
-averaged over the batch): ``beta_reference = beta_student * beta_factor``.
+The probe first watches one call of the student's own loop (how forward returns the posterior,
+how ``loss`` is called), then feeds the student's VAE known posteriors in its own form and calls
+``loss`` as the loop does; this module recomputes every expected number itself. Each part is
+scored on its own: a test that raised costs its part only. Both log sigma and log variance are
+accepted, as are the usual reductions; the detected convention is recorded (``metrics.convention``,
+a :class:`~harness.ml.loss_convention.LossConvention`) so that ``grade`` reads the student's beta
+in the reference's convention (MSE averaged over pixels + beta * KL summed over latent dims and
+averaged over the batch): ``beta_reference = LossConvention.to_reference(beta_student)``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from torch import Tensor
 
 from harness.config.assignment import Assignment
 from harness.grading.rubric import ItemResult, PartScore, from_parts
+from harness.ml.loss_convention import PARAMETERISATIONS, LossConvention, q_format
 from harness.ml.models import kl_to_prior
 
 KNOWN_MU, KNOWN_LOG_SCALE = 2.0, -1.5
-PARAMETERISATIONS = {"log_sigma": 1.0, "log_variance": 0.5}  # sigma = exp(factor * s)
+LOSS_PARTS = ("loss_scalar", "rec_term", "kl_term", "beta_weighting")
 
 
 def _close(a: float, b: float, rel: float = 1e-3) -> bool:
@@ -78,7 +81,9 @@ def _split(result) -> tuple[Tensor | None, dict | None]:
     return None, None
 
 
-def loss_parts(obs: list[dict], nz: int, param: str | None, batch: int) -> tuple[list[PartScore], dict]:
+def loss_parts(obs: list[dict], nz: int, param: str | None) -> tuple[list[PartScore], dict]:
+    """The loss's four parts from its calls on known outputs (the probe's ``loss``), and the
+    reductions and parameterisation they show (empty when the terms are not both found)."""
     metrics: dict = {}
     totals, recs, kls = [], [], []
     shape_problem = None
@@ -168,32 +173,13 @@ def loss_parts(obs: list[dict], nz: int, param: str | None, batch: int) -> tuple
         )
     )
     if rec_found and kl_found and kl_found[1] != "REVERSED":
-        metrics = {
-            "parameterisation": kl_found[0],
-            "rec_reduction": rec_found,
-            "kl_reduction": kl_found[1],
-            "beta_factor": beta_factor(rec_found, kl_found[1], nz, obs[0]["x"][0].numel(), batch),
-        }
+        metrics = {"parameterisation": kl_found[0], "rec_reduction": rec_found, "kl_reduction": kl_found[1]}
     return parts, metrics
 
 
-def beta_factor(rec_reduction: str, kl_reduction: str, nz: int, pixels: int, batch: int) -> float:
-    """beta_reference = beta_student * factor, where factor = kl_scale / rec_scale relative to the
-    reference's reductions; sums over the batch use the assignment's training batch size."""
-    rec = {
-        "mean over all elements": 1.0,
-        "sum over pixels, mean over batch": float(pixels),
-        "sum over all elements": float(pixels * batch),
-    }
-    kl = {
-        "sum over latent dims, mean over batch": 1.0,
-        "mean over all elements": 1.0 / nz,
-        "sum over all elements": float(batch),
-    }
-    return kl[kl_reduction] / rec[rec_reduction]
-
-
 def reparam_parts(obs: dict, nz: int) -> tuple[list[PartScore], str | None]:
+    if "reparameterisation_error" in obs:
+        return [PartScore("reparameterisation", 0.0, f"reparameterisation: {obs['reparameterisation_error']}")], None
     zs = obs.get("known_posterior_z") or []
     param, problems = None, []
     if not zs or not isinstance(zs[0], Tensor) or zs[0].shape[-1] != nz:
@@ -218,7 +204,7 @@ def reparam_parts(obs: dict, nz: int) -> tuple[list[PartScore], str | None]:
     g_mu, g_s = obs.get("grad_norms", [0.0, 0.0])
     if not (g_mu > 0 and g_s > 0):
         problems.append(f"gradients reach the mean half: {g_mu > 0}, the scale half: {g_s > 0} (both must)")
-    f1, f2 = obs["forward"]
+    f1, f2 = obs.get("forward") or (None, None)
     r1, r2 = (f.get("rec") if isinstance(f, dict) else None for f in (f1, f2))
     if isinstance(r1, Tensor) and isinstance(r2, Tensor) and r1.shape == r2.shape and torch.equal(r1, r2):
         problems.append("two forward passes gave identical reconstructions: no sampling")
@@ -235,14 +221,25 @@ def reparam_parts(obs: dict, nz: int) -> tuple[list[PartScore], str | None]:
 
 
 def q_part(obs: dict, nz: int, batch: int, shape: tuple[int, ...]) -> PartScore:
+    """forward(x) returns the posterior and the reconstructions: q in any form the harness reads
+    (a [B, 2nz] or [B, 2, nz] tensor, a (mean, scale) pair, a dict of both), rec of the image's shape."""
+    if "forward_error" in obs:
+        return PartScore("q_shape", 0.0, obs["forward_error"])
     f = obs["forward"][0]
     if not isinstance(f, dict) or not {"q", "rec"} <= set(f):
         return PartScore("q_shape", 0.0, f"forward(x) must return a dict with 'q' and 'rec', got {type(f).__name__}")
     q, rec = f["q"], f["rec"]
     problems = []
-    if not isinstance(q, Tensor) or list(q.shape) != [batch, 2 * nz]:
+    fmt = q_format(q, nz)
+    q_batch = (q.shape[0] if isinstance(q, Tensor) else None) if fmt in ("flat", "stacked") else None
+    if fmt is not None and fmt not in ("flat", "stacked"):
+        halves = list(q.values()) if isinstance(q, dict) else list(q)
+        q_batch = halves[0].shape[0]
+    if fmt is None or q_batch != batch:
+        seen = list(q.shape) if isinstance(q, Tensor) else type(q).__name__
         problems.append(
-            f"'q' is {list(q.shape) if isinstance(q, Tensor) else type(q).__name__}, expected [{batch}, {2 * nz}]"
+            f"'q' is {seen}, expected [{batch}, {2 * nz}], [{batch}, 2, {nz}], "
+            f"or a (mean, scale) pair or dict of [{batch}, {nz}]"
         )
     if not isinstance(rec, Tensor) or tuple(rec.shape) != (batch, *shape):
         problems.append(
@@ -250,10 +247,21 @@ def q_part(obs: dict, nz: int, batch: int, shape: tuple[int, ...]) -> PartScore:
         )
     if problems:
         return PartScore("q_shape", 0.0, "; ".join(problems))
-    return PartScore("q_shape", 1.0, f"forward(x) gives q [{batch}, {2 * nz}] and rec {[batch, *shape]}")
+    return PartScore(
+        "q_shape", 1.0, f"forward(x) gives q ({_FORMS.get(fmt, 'a dict of mean and scale')}) and rec {[batch, *shape]}"
+    )
+
+
+_FORMS = {
+    "flat": "[B, 2nz]",
+    "stacked": "[B, 2, nz]",
+    "pair": "a (mean, scale) pair",
+}
 
 
 def reconstruct_part(obs: dict) -> PartScore:
+    if "reconstruct_error" in obs:
+        return PartScore("reconstruct", 0.0, obs["reconstruct_error"])
     r1, r2, mean_rec = obs["reconstruct"]
     if not all(isinstance(t, Tensor) for t in (r1, r2)):
         return PartScore("reconstruct", 0.0, "reconstruct(x) did not return a tensor")
@@ -266,14 +274,59 @@ def reconstruct_part(obs: dict) -> PartScore:
     return PartScore("reconstruct", 1.0, "reconstruct(x) is deterministic and decodes the posterior mean")
 
 
+def loop_note(loop: dict, train_vae: str) -> str:
+    """What one call of the student's own loop showed (how the tests were called), for the evidence."""
+    if not loop:
+        return ""
+    if loop.get("error"):
+        return f"your {train_vae} could not be watched calling loss ({loop['error']}): tested as the handout calls it"
+    if not loop.get("loss_called"):
+        return f"your {train_vae} did not call the model's loss: tested as the handout calls it, loss(x, outputs)"
+    call = ", ".join([*loop.get("arguments", []), *(f"{k}={r}" for k, r in (loop.get("keywords") or {}).items())])
+    return f"your {train_vae} calls loss({call}): the loss was tested that way"
+
+
+def convention(metrics: dict, obs: dict, a: Assignment) -> LossConvention:
+    """The loss convention the tests found, or the handout's where a part could not show it."""
+    loop, pixels = obs.get("loop") or {}, a.data.image_channels * a.data.image_size**2
+    found = bool(metrics)
+    said = (obs.get("loss") or [{}])[0].get("call", "x, outputs")
+    return LossConvention(
+        parameterisation=metrics.get("parameterisation", "log_sigma"),
+        rec_reduction=metrics.get("rec_reduction", LossConvention.rec_reduction),
+        kl_reduction=metrics.get("kl_reduction", LossConvention.kl_reduction),
+        arguments=tuple(x.strip() for x in said.split(",")),
+        q_format=(obs.get("formats") or {}).get("q") or loop.get("q_format") or "flat",
+        nz=a.model.nz,
+        pixels=pixels,
+        batch=a.training.batch_size,
+        detected=found,
+    )
+
+
 def score(a: Assignment, obs: dict, substituted: list[str]) -> ItemResult:
+    """Each part on its own: a test that raised costs its part only (the probe's ``<test>_error``)."""
     item = a.item("vae_model")
     nz = a.model.nz
     shape = (a.data.image_channels, a.data.image_size, a.data.image_size)
     reparam, param = reparam_parts(obs, nz)
-    loss, metrics = loss_parts(obs["loss"], nz, param, a.training.batch_size)
+    if "loss" in obs:
+        loss, metrics = loss_parts(obs["loss"], nz, param)
+    else:
+        loss, metrics = [PartScore(p, 0.0, obs.get("loss_error", "the loss was not tested")) for p in LOSS_PARTS], {}
     parts = [q_part(obs, nz, 64, shape), *reparam, *loss, reconstruct_part(obs)]
+    conv = convention(metrics, obs, a)
+    metrics = {
+        **metrics,
+        "beta_factor": conv.factor if conv.detected else None,
+        "convention": conv.to_json(),
+        "failed_parts": [p.part for p in parts if p.share < 1],  # what a training run must not rely on
+    }
     result = from_parts(item, parts, metrics)
+    note = loop_note(obs.get("loop") or {}, a.submission.names.train_vae)
+    if note:
+        result.evidence.append(note)
+    result.evidence.append(conv.describe())
     for key in substituted:
         result.evidence.append(f"tested with the reference {key} because yours did not produce the right shapes")
     return result
