@@ -55,7 +55,9 @@ from tests.test_similarity import (  # noqa: E402
     _figures_of,
     executed,
     independent,
+    pasted_figures,
     renamed_copy,
+    with_reference,
 )
 
 YEAR = "2026"
@@ -138,21 +140,6 @@ def paste_answers(into: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
     return into
 
 
-def paste_figures(into: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    into = copy.deepcopy(into)
-    for mine, theirs in zip(into.cells, source.cells, strict=True):
-        if mine.cell_type == "code" and theirs.get("outputs"):
-            mine.outputs = copy.deepcopy(theirs.outputs)
-    return into
-
-
-def with_reference(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    nb = copy.deepcopy(nb)
-    text = "\n\n".join((ROOT / "harness" / rel).read_text() for rel in S.REFERENCE_FILES)
-    nb.cells.append(nbformat.v4.new_code_cell(text))
-    return nb
-
-
 def build_course(folder: Path, students: int, seed: int) -> set[tuple[str, str]]:
     """Write the course's notebooks into ``folder``; returns the planted pairs (ids)."""
     from harness.ml.data import load_mnist  # torch: here only, not in the spawned readers
@@ -177,7 +164,7 @@ def build_course(folder: Path, students: int, seed: int) -> set[tuple[str, str]]
             planted.add((src, sid))
         elif len(others) > 10 and figures and i % 7 == 6:
             src = others[int(rng.integers(len(others)))]
-            nb, figures = paste_figures(student(rng, images, vocabulary), made[src]), figures - 1
+            nb, figures = pasted_figures(student(rng, images, vocabulary), made[src]), figures - 1
             planted.add((src, sid))
         elif references and i % 11 == 9:
             nb, references = with_reference(student(rng, images, vocabulary)), references - 1

@@ -133,6 +133,17 @@ def test_a_correct_vae_in_the_student_s_own_convention_earns_every_vae_model_poi
 
 
 @needs_handouts
+def test_a_vae_reading_the_notebook_s_globals_for_nz_and_device_earns_every_point(tmp_path, mnist):
+    """The handout's own style: the class body reads the global ``nz``, the loop the global ``device``."""
+    nb = nbs.complete("2020")
+    vae = next(c.source for c in nb.cells if c.cell_type == "code" and "class VAE" in c.source)
+    loop = next(c.source for c in nb.cells if c.cell_type == "code" and "vae_model = VAE(nz, beta)" in c.source)
+    assert "outputs['q'][:, :nz]" in vae and "self.nz" not in vae and ".to(device)" in loop
+    result = check_submission(notebook_in(tmp_path, nb), load_assignment("variant-a"), mnist, RunOptions())
+    assert all(i.points == i.max_points for i in result.items), [(i.id, i.evidence) for i in result.items]
+
+
+@needs_handouts
 def test_an_exception_in_one_vae_test_costs_that_part_only(tmp_path, mnist):
     broken = [("    reconstruction = self.decoder(self.encoder(x)[:, :nz])\n", "    raise ValueError('not yet')\n")]
     result = check_submission(_notebook(tmp_path, broken), load_assignment("variant-a"), mnist, RunOptions())
@@ -169,3 +180,14 @@ def test_a_notebook_whose_loop_calls_loss_the_other_way_round_grades_like_its_tw
     assert result.runs["tuned"]["trainer"] == "student" and result.runs["tuned"]["model"] == "student"
     tuning = next(i for i in result.items if i.id == "beta_tuning")
     assert tuning.metrics["convention"]["arguments"] == ["outputs", "x"]
+
+
+@needs_handouts
+def test_a_vae_loop_that_hangs_before_its_loss_costs_the_convention_not_the_vae_check(tmp_path, mnist, monkeypatch):
+    """The loop is watched for LOOP_WATCH_S at most; then the handout's convention is assumed."""
+    line = "    outputs = vae_model(sample_img)\n"  # in the 2020 cell's epoch loop
+    edits = [(line, line + "    while True:\n      pass\n")]
+    result = check_submission(_notebook(tmp_path, edits), load_assignment("variant-a"), mnist, RunOptions())
+    vae = next(i for i in result.items if i.id == "vae_model")
+    assert vae.points == vae.max_points, vae.evidence
+    assert any("could not be watched calling loss" in e for e in vae.evidence), vae.evidence

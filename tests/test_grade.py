@@ -41,6 +41,7 @@ def test_example_earns_45_of_45_under_smoke(example_grade, assignment):
     assert [i["id"] for i in result["items"]] == [r.id for r in assignment.rubric]
     assert "total" in proc.stdout and "45 / 45" in proc.stdout  # the final table
     assert "no full-protocol beta band" not in proc.stderr
+    assert "building the full-protocol beta band" not in proc.stderr  # cached: built once, never again
 
 
 def test_grade_evidence_states_measurements_thresholds_and_the_beta_conversion(example_grade):

@@ -416,7 +416,7 @@ def grade_beta_tuning(t: Training) -> ItemResult:
             short=t.short,
         ),
     )
-    t.tuned_reviewed = any("not deducted under the" in e for e in item.evidence)
+    t.tuned_reviewed = bool(item.metrics.get("short_review"))
     return item
 
 

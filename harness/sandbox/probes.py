@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import signal
 import sys
 import time
 import traceback
@@ -396,6 +397,15 @@ class _LossSeen(BaseException):
     """Ends the student's loop at its first call of ``loss``: that call is all the probe needs."""
 
 
+class _LoopTooLong(BaseException):
+    """Ends the student's loop when it has not called ``loss`` within LOOP_WATCH_S."""
+
+
+# The most the VAE check spends watching the student's loop for its first loss call: a loop that
+# hangs costs the convention (the handout's is assumed), never the VAE check's unit
+LOOP_WATCH_S = 15.0
+
+
 def _role(arg: Any, x: Any, out: Any) -> str:
     """What a loss argument is, as the student's loop passed it: the batch (``x``), what forward
     returned (``outputs``, or one of its entries ``outputs[key]``), or something else."""
@@ -446,14 +456,26 @@ def observe_loop(ctx: Context, make: Callable[[], nn.Module], images: Tensor, la
     name = ctx.names["train_vae"]
     ctx.phase(f"call {name}(model, loader, 1, 0.001, 'cpu') until its first loss call")
     obs: dict[str, Any] = {}
+
+    def too_long(signum, frame):
+        raise _LoopTooLong
+
+    timed = signal.getitimer(signal.ITIMER_REAL)[0] == 0  # no alarm of the unit's own is running
+    if timed:
+        previous = signal.signal(signal.SIGALRM, too_long)
+        signal.setitimer(signal.ITIMER_REAL, LOOP_WATCH_S)
     try:
         train_fn(vae, loader, 1, 1e-3, "cpu")
     except _LossSeen:
         pass
     except BaseException as e:  # noqa: BLE001  (student code may raise anything)
         if "call" not in seen:  # a notebook's cell runner wraps the stop in an error of its own
-            obs["error"] = f"{name}(model, loader, 1, 0.001, 'cpu') raised {_describe(e)}"[:500]
+            why = f"did not call loss within {LOOP_WATCH_S:g} s" if isinstance(e, _LoopTooLong) else ""
+            obs["error"] = f"{name}(model, loader, 1, 0.001, 'cpu') {why or 'raised ' + _describe(e)}"[:500]
     finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
         for h in handles:
             h.remove()
     out = seen.get("out")

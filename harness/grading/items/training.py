@@ -613,6 +613,7 @@ def score_beta_tuning(
         "collapsed": gone,
         "beta_reference_convention": beta_ref,
         "convention": conv.to_json(),
+        "short_review": review,  # a result part missed under a short profile, left for review
         "reference_beta": v.band.best,
         "band": [v.band.low, v.band.high],
         "band_provisional": v.provisional,
