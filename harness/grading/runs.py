@@ -11,6 +11,7 @@ import torch
 
 from harness.config.assignment import Assignment
 from harness.config.plan import RunPlan
+from harness.grading.items.training import steps_after_backward
 from harness.ml import metrics
 from harness.ml.data import Mnist, pair_images
 from harness.reference.measure import PRIOR_SEED_OFFSET
@@ -130,7 +131,7 @@ def loop_record(value: dict) -> dict | None:
         return None
     return {
         "steps": int(watch.get("steps", 0)),
-        "steps_after_backward": int(watch.get("steps_after_backward", watch.get("steps_with_grad", 0))),
+        "steps_after_backward": steps_after_backward(watch),
         "backwards": int(watch.get("backwards", 0)),
         "params_changed": bool(run.get("params_changed")),
     }

@@ -371,26 +371,16 @@ def probe_sampling(ctx: Context) -> dict:
     return obs
 
 
-class InjectedEncoder(nn.Module):
-    """Stands in for the VAE's encoder and emits a fixed posterior, so the test knows mu and sigma."""
+class Injected(nn.Module):
+    """Stands in for a part of the VAE and emits a fixed value whatever it is given: a known
+    posterior from the encoder, known reconstructions from the decoder, so the test knows them."""
 
-    def __init__(self, q: Any):
+    def __init__(self, value: Any):
         super().__init__()
-        self.q = q
+        self.value = value
 
     def forward(self, x: Tensor) -> Any:
-        return self.q
-
-
-class InjectedDecoder(nn.Module):
-    """Stands in for the VAE's decoder and emits fixed reconstructions, so the loss test knows rec."""
-
-    def __init__(self, rec: Tensor):
-        super().__init__()
-        self.rec = rec
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.rec
+        return self.value
 
 
 class _LossSeen(BaseException):
@@ -489,9 +479,9 @@ def observe_loop(ctx: Context, make: Callable[[], nn.Module], images: Tensor, la
     return obs
 
 
-def _loss_call(loop: dict, x: Tensor, outputs: Any) -> tuple[tuple, dict, str]:
+def _loss_call(loop: dict, x: Tensor, outputs: Any) -> tuple[tuple, dict, list[str]]:
     """``vae.loss``'s arguments in the order and names the student's loop passes them (the
-    handout's ``loss(x, outputs)`` when the loop was not seen calling it), and how to say it."""
+    handout's ``loss(x, outputs)`` when the loop was not seen calling it), and their roles."""
 
     def value(role: str) -> Any:
         if role == "x":
@@ -506,8 +496,7 @@ def _loss_call(loop: dict, x: Tensor, outputs: Any) -> tuple[tuple, dict, str]:
         roles, keywords = ["x", "outputs"], {}
     args = tuple(value(r) for r in roles)
     kwargs = {k: value(r) for k, r in keywords.items()}
-    said = ", ".join([*roles, *(f"{k}={r}" for k, r in keywords.items())])
-    return args, kwargs, said
+    return args, kwargs, [*roles, *(f"{k}={r}" for k, r in keywords.items())]
 
 
 def _section(obs: dict, name: str, fn: Callable[[], Any]) -> None:
@@ -560,13 +549,13 @@ def probe_vae(ctx: Context) -> dict:
         # a known posterior: mu = 2, log-scale = -1.5 everywhere
         model = make().eval()
         q_known = torch.cat([torch.full((512, nz), 2.0), torch.full((512, nz), -1.5)], dim=1)
-        model.encoder = InjectedEncoder(to_format(q_known, enc_fmt, nz))
+        model.encoder = Injected(to_format(q_known, enc_fmt, nz))
         seen, remove = capture_input(model.decoder)
         with torch.no_grad():
             ctx.call("vae(x) with a known posterior", model, inputs["images"][:512])
         remove()
         q_leaf = (torch.randn(16, 2 * nz) * 0.5).requires_grad_(True)
-        model.encoder = InjectedEncoder(to_format(q_leaf, enc_fmt, nz))
+        model.encoder = Injected(to_format(q_leaf, enc_fmt, nz))
         out = ctx.call("vae(x) for gradients", model, x[:16])
         rec = out.get("rec") if isinstance(out, dict) else None
         if isinstance(rec, Tensor) and rec.requires_grad:
@@ -575,9 +564,6 @@ def probe_vae(ctx: Context) -> dict:
         return {"z": _detach(seen[:1]), "grad_norms": [grad[:, :nz].norm().item(), grad[:, nz:].norm().item()]}
 
     _section(obs, "reparameterisation", reparameterisation)
-    if "reparameterisation" in obs:  # the names the scorer has always read
-        obs["known_posterior_z"] = obs["reparameterisation"]["z"]
-        obs["grad_norms"] = obs["reparameterisation"]["grad_norms"]
 
     def loss() -> list:
         # the loss on known outputs, for several betas: the outputs come from the student's own
@@ -595,14 +581,14 @@ def probe_vae(ctx: Context) -> dict:
             except (ValueError, KeyError, TypeError):
                 q_seen = q
             rec_seen = outputs.get("rec") if isinstance(outputs.get("rec"), Tensor) else rec
-            args, kwargs, said = _loss_call(loop, xs, outputs)
+            args, kwargs, roles = _loss_call(loop, xs, outputs)
             for beta in ctx.args["betas"]:
                 model.beta = beta
                 with torch.no_grad():
-                    result = ctx.call(f"vae.loss({said}) with beta = {beta:g}", model.loss, *args, **kwargs)
+                    result = ctx.call(f"vae.loss({', '.join(roles)}) with beta = {beta:g}", model.loss, *args, **kwargs)
                 found.append(
                     {"trial": trial, "beta": beta, "q": q_seen, "rec": _detach(rec_seen), "x": xs}
-                    | {"result": _detach(result), "call": said}
+                    | {"result": _detach(result), "arguments": roles}
                 )
         return found
 
@@ -634,7 +620,7 @@ def _known_outputs(
     from harness.ml.loss_convention import to_format
 
     encoder, decoder = model.encoder, model.decoder
-    model.encoder, model.decoder = InjectedEncoder(to_format(q, enc_fmt, ctx.nz)), InjectedDecoder(rec)
+    model.encoder, model.decoder = Injected(to_format(q, enc_fmt, ctx.nz)), Injected(rec)
     try:
         with torch.no_grad():
             out = ctx.call("vae(x) with a known posterior and reconstruction", model, xs)

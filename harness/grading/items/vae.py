@@ -19,7 +19,7 @@ from torch import Tensor
 
 from harness.config.assignment import Assignment
 from harness.grading.rubric import ItemResult, PartScore, from_parts
-from harness.ml.loss_convention import PARAMETERISATIONS, LossConvention, q_format
+from harness.ml.loss_convention import PARAMETERISATIONS, LossConvention, flatten_q, q_format
 from harness.ml.models import kl_to_prior
 
 KNOWN_MU, KNOWN_LOG_SCALE = 2.0, -1.5
@@ -180,7 +180,8 @@ def loss_parts(obs: list[dict], nz: int, param: str | None) -> tuple[list[PartSc
 def reparam_parts(obs: dict, nz: int) -> tuple[list[PartScore], str | None]:
     if "reparameterisation_error" in obs:
         return [PartScore("reparameterisation", 0.0, f"reparameterisation: {obs['reparameterisation_error']}")], None
-    zs = obs.get("known_posterior_z") or []
+    seen = obs.get("reparameterisation") or {}
+    zs = seen.get("z") or []
     param, problems = None, []
     if not zs or not isinstance(zs[0], Tensor) or zs[0].shape[-1] != nz:
         problems.append("the decoder did not receive an [B, nz] latent from the injected posterior")
@@ -201,7 +202,7 @@ def reparam_parts(obs: dict, nz: int) -> tuple[list[PartScore], str | None]:
                 f"mean {mean:.3f}, std {std:.3f}; expected std {math.exp(KNOWN_LOG_SCALE):.3f} "
                 f"(log sigma) or {math.exp(0.5 * KNOWN_LOG_SCALE):.3f} (log variance){hint}"
             )
-    g_mu, g_s = obs.get("grad_norms", [0.0, 0.0])
+    g_mu, g_s = seen.get("grad_norms", [0.0, 0.0])
     if not (g_mu > 0 and g_s > 0):
         problems.append(f"gradients reach the mean half: {g_mu > 0}, the scale half: {g_s > 0} (both must)")
     f1, f2 = obs.get("forward") or (None, None)
@@ -231,11 +232,11 @@ def q_part(obs: dict, nz: int, batch: int, shape: tuple[int, ...]) -> PartScore:
     q, rec = f["q"], f["rec"]
     problems = []
     fmt = q_format(q, nz)
-    q_batch = (q.shape[0] if isinstance(q, Tensor) else None) if fmt in ("flat", "stacked") else None
-    if fmt is not None and fmt not in ("flat", "stacked"):
-        halves = list(q.values()) if isinstance(q, dict) else list(q)
-        q_batch = halves[0].shape[0]
-    if fmt is None or q_batch != batch:
+    try:
+        q_batch = flatten_q(q, nz).shape[0] if fmt else None
+    except RuntimeError:  # a pair or dict whose halves hold different batches
+        q_batch = None
+    if q_batch != batch:
         seen = list(q.shape) if isinstance(q, Tensor) else type(q).__name__
         problems.append(
             f"'q' is {seen}, expected [{batch}, {2 * nz}], [{batch}, 2, {nz}], "
@@ -290,12 +291,12 @@ def convention(metrics: dict, obs: dict, a: Assignment) -> LossConvention:
     """The loss convention the tests found, or the handout's where a part could not show it."""
     loop, pixels = obs.get("loop") or {}, a.data.image_channels * a.data.image_size**2
     found = bool(metrics)
-    said = (obs.get("loss") or [{}])[0].get("call", "x, outputs")
+    roles = (obs.get("loss") or [{}])[0].get("arguments") or ["x", "outputs"]
     return LossConvention(
         parameterisation=metrics.get("parameterisation", "log_sigma"),
         rec_reduction=metrics.get("rec_reduction", LossConvention.rec_reduction),
         kl_reduction=metrics.get("kl_reduction", LossConvention.kl_reduction),
-        arguments=tuple(x.strip() for x in said.split(",")),
+        arguments=tuple(roles),
         q_format=(obs.get("formats") or {}).get("q") or loop.get("q_format") or "flat",
         nz=a.model.nz,
         pixels=pixels,
